@@ -20,3 +20,20 @@ def shared_file(relative: str) -> Path:
 @pytest.fixture
 def shared():
     return shared_file
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory) -> Path:
+    """A compact generator with random weights, saved like a user's checkpoint.
+
+    Only for exercising the pipeline's mechanics (frames, timing, blending, errors): its pictures
+    mean nothing, and no test presents them as lip sync.
+    """
+    import torch
+
+    from lipdub.models.compact import CompactGenerator
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "random_compact.pth"
+    torch.save({"state_dict": CompactGenerator().state_dict(), "global_step": 0}, path)
+    return path

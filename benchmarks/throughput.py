@@ -1,0 +1,130 @@
+"""Throughput of the lipdub pipeline per stage and end to end, with peak memory.
+
+    python benchmarks/throughput.py [--seconds 10] [--architecture compact|wav2lip] [--sizes 720p 1080p]
+
+For each size it builds a test video from a real clip in ../shared/data (scaled into a 1280x720
+or 1920x1080 frame), runs `lipdub.sync` in a fresh subprocess (so peak RSS is that run's alone)
+and prints frames per second per stage (decode, detect+track, crop, generate, blend, encode) and
+end to end. The generator has RANDOM weights of the chosen architecture: the figures are timings
+only, the output pictures mean nothing. Compare figures as ratios within one run: the machine's
+load changes absolute numbers from run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+
+
+def make_input(source: Path, size: tuple[int, int], seconds: float, path: Path) -> None:
+    """Write a test video: the source clip scaled into the middle of a frame of ``size``."""
+    import cv2
+    import numpy as np
+
+    from lipdub.media.decode import iter_frames, probe_video
+    from lipdub.media.encode import VideoWriter
+
+    width, height = size
+    info = probe_video(source)
+    count = int(seconds * info.fps)
+    scale = height / info.height
+    inner_w, inner_h = int(info.width * scale) // 2 * 2, height
+    x0 = (width - inner_w) // 2
+    canvas = np.full((height, width, 3), 90, np.uint8)
+    with VideoWriter(path, width, height, info.fps, overwrite=True) as writer:
+        written = 0
+        while written < count:
+            for frame in iter_frames(source):
+                canvas[:, x0 : x0 + inner_w] = cv2.resize(frame.image, (inner_w, inner_h), interpolation=cv2.INTER_LINEAR)
+                writer.write(canvas)
+                written += 1
+                if written >= count:
+                    break
+
+
+def make_checkpoint(architecture: str, path: Path) -> None:
+    """A randomly initialised generator checkpoint, for timing only."""
+    import torch
+
+    from lipdub.models.compact import CompactGenerator
+    from lipdub.models.wav2lip import Wav2Lip
+
+    torch.manual_seed(0)
+    network = CompactGenerator() if architecture == "compact" else Wav2Lip()
+    torch.save({"state_dict": network.state_dict()}, path)
+
+
+def run_one(video: Path, audio: Path, checkpoint: Path, output: Path, batch_size: int) -> dict:
+    """Child process: one sync run; prints its figures as JSON."""
+    from lipdub.pipeline import sync
+
+    start = time.perf_counter()
+    result = sync(video, audio, output, checkpoint=checkpoint, batch_size=batch_size, overwrite=True, length_mode="cut")
+    wall = time.perf_counter() - start
+    return {
+        "frames": result.frames,
+        "wall_s": wall,
+        "end_to_end_fps": result.frames / wall,
+        "stage_fps": result.stage_fps(),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each test video")
+    parser.add_argument("--architecture", choices=["compact", "wav2lip"], nargs="+", default=["compact"])
+    parser.add_argument("--sizes", choices=list(SIZES), nargs="+", default=list(SIZES))
+    parser.add_argument("--source", type=Path, default=SHARED / "train/real/woman_blue_wall.mp4")
+    parser.add_argument("--audio", type=Path, default=SHARED / "audio/english_lecture_intro_46s.wav")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--child", nargs=4, metavar=("VIDEO", "AUDIO", "CHECKPOINT", "OUTPUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        video, audio, checkpoint, output = map(Path, args.child)
+        print(json.dumps(run_one(video, audio, checkpoint, output, args.batch_size)))
+        return
+
+    for path in (args.source, args.audio):
+        if not path.exists():
+            sys.exit(f"benchmark input missing: {path} (needs ../shared/data)")
+    print(f"# lipdub throughput, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+          f"{__import__('os').cpu_count()} cores, python {platform.python_version()}")
+    print("# generator weights are RANDOM (timing only)")
+    with tempfile.TemporaryDirectory(prefix="lipdub-bench-") as tmp:
+        tmp = Path(tmp)
+        for architecture in args.architecture:
+            checkpoint = tmp / f"{architecture}.pth"
+            make_checkpoint(architecture, checkpoint)
+            for size in args.sizes:
+                video = tmp / f"input_{size}.mp4"
+                if not video.exists():
+                    make_input(args.source, SIZES[size], args.seconds, video)
+                child = subprocess.run(
+                    [sys.executable, __file__, "--batch-size", str(args.batch_size), "--child",
+                     str(video), str(args.audio), str(checkpoint), str(tmp / f"out_{size}.mp4")],
+                    capture_output=True, text=True,
+                )
+                if child.returncode != 0:
+                    print(child.stderr[-2000:], file=sys.stderr)
+                    sys.exit(f"benchmark run failed for {architecture} {size}")
+                figures = json.loads(child.stdout.strip().splitlines()[-1])
+                stages = "  ".join(f"{k} {v:7.1f}" for k, v in figures["stage_fps"].items())
+                print(f"{architecture:8s} {size:6s} frames {figures['frames']:4d}  end-to-end {figures['end_to_end_fps']:6.1f} fps  "
+                      f"peak RSS {figures['peak_rss_mib']:7.0f} MiB  | per-stage fps: {stages}")
+
+
+if __name__ == "__main__":
+    main()

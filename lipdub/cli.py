@@ -1,0 +1,135 @@
+"""The ``lipdub`` command line.
+
+Each command is a thin layer over the library: it turns flags into options, shows progress and
+prints the outcome. User-facing failures (`LipdubError`) are caught once, in `main`, and printed
+as a single line with a non-zero exit code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from lipdub import __version__
+from lipdub.errors import LipdubError
+from lipdub.timeline import LengthMode
+
+app = typer.Typer(
+    name="lipdub",
+    help="Audio-driven lip sync: re-animate the mouth of a video or photo to new speech, offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stderr = Console(stderr=True)
+
+
+def _configure_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=stderr, show_path=False)], force=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lipdub {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Audio-driven lip sync: re-animate the mouth of a video or photo to new speech, offline."""
+
+
+@app.command()
+def sync(
+    face: Path = typer.Argument(..., help="Video (mp4, mov, mkv, webm, avi, ...) or photo (jpg, png, webp) of the person."),
+    audio: Path = typer.Argument(..., help="Speech: wav, mp3, m4a/aac, flac, ogg/opus, or a video whose audio track to use."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output MP4 (H.264 + AAC). Never overwrites an input."),
+    fps: float = typer.Option(25.0, "--fps", min=1.0, max=240.0, help="Frame rate of the output when FACE is a photo."),
+    length_mode: LengthMode = typer.Option(
+        LengthMode.bounce, "--length-mode",
+        help="When video and audio lengths differ: bounce (ping-pong), loop or hold (freeze) extend a shorter "
+        "video to the audio's length; cut stops at the shorter; silence keeps the whole video, padding the audio.",
+    ),
+    face_index: Optional[int] = typer.Option(None, "--face-index", min=0, help="Which face to animate when there are several, counted left to right (default: the largest)."),
+    box: Optional[tuple[int, int, int, int]] = typer.Option(None, "--box", help="Force the face region: X1 Y1 X2 Y2 in pixels."),
+    pads: tuple[int, int, int, int] = typer.Option((0, 10, 0, 0), "--pads", help="Extra pixels around the face: TOP BOTTOM LEFT RIGHT (as in Wav2Lip)."),
+    model: Optional[str] = typer.Option(None, "--model", help="A bundled model by name (see `lipdub models`); default: the bundled default."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Your own generator checkpoint, e.g. Wav2Lip's wav2lip_gan.pth."),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="A personalised speaker profile directory."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, max=512, help="Frames generated together."),
+    no_color_match: bool = typer.Option(False, "--no-color-match", help="Paste the generated mouth without matching its colours to the frame."),
+    crf: int = typer.Option(18, "--crf", min=0, max=51, help="H.264 quality (lower is better, 18 is visually lossless)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, errors only."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details of every stage."),
+) -> None:
+    """Lip-sync FACE (video or photo) to AUDIO and write the result to OUTPUT."""
+    _configure_logging(quiet, verbose)
+    from lipdub.pipeline import SyncOptions, sync as run_sync
+
+    options = SyncOptions(
+        photo_fps=fps, length_mode=length_mode, face_index=face_index, box=box, pads=pads,
+        model=model, checkpoint=checkpoint, profile=profile, batch_size=batch_size,
+        color_match=not no_color_match, crf=crf, overwrite=overwrite,
+    )
+    if quiet:
+        result = run_sync(face, audio, output, options)
+    else:
+        columns = (
+            TextColumn("[bold]lip-sync"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+            TextColumn("{task.fields[fps]:.1f} fps"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=stderr, transient=True) as bar:
+            task = bar.add_task("sync", total=None, fps=0.0)
+
+            def advance(done: int, total: int) -> None:
+                elapsed = bar.tasks[0].elapsed or 0.0
+                bar.update(task, completed=done, total=total, fps=done / elapsed if elapsed else 0.0)
+
+            result = run_sync(face, audio, output, options, progress=advance)
+    if not quiet:
+        stage_fps = ", ".join(f"{stage} {value:.0f}" for stage, value in result.stage_fps().items())
+        stderr.print(
+            f"wrote {result.output} ({result.frames} frames, {result.duration:.2f} s at {result.fps:.3f} fps, "
+            f"model {result.model}); face in {result.frames_with_face} frames, "
+            f"{result.frames_untouched} untouched; fps per stage: {stage_fps}"
+        )
+
+
+@app.command()
+def models() -> None:
+    """List the generator models installed with lipdub."""
+    from lipdub.models.registry import bundled_models
+
+    specs = bundled_models()
+    if not specs:
+        typer.echo("no bundled model is installed; use `lipdub sync --checkpoint path/to/wav2lip_gan.pth`")
+        return
+    for spec in specs:
+        typer.echo(f"{spec.name}\t{spec.architecture}\t{spec.img_size}px\t{spec.description}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning user-facing failures into one line and exit code 1."""
+    try:
+        app(args=argv)  # standalone mode: usage errors print their own message and exit 2
+    except LipdubError as error:
+        stderr.print(f"[red]lipdub: error:[/red] {error}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        stderr.print("lipdub: interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,374 @@
+"""The lip-sync pipeline: decode → detect/track → crop → generate → blend → encode.
+
+`sync` is the whole job behind ``lipdub sync``. It is a chain of generators over bounded batches,
+so memory stays flat whatever the video's length: frames are decoded, processed ``batch_size`` at
+a time and encoded as they go. Everything the user asked for is checked before any heavy work, and
+the output only appears (atomically, by rename) once the last frame is written.
+
+The stages live in their own packages (``media``, ``face``, ``models``); this module owns only the
+loop, the order of checks and the bookkeeping (timings, faces found).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lipdub.errors import LipdubError
+from lipdub.timeline import LengthMode, Timeline, fit_audio, frames_for_duration, plan_timeline
+
+logger = logging.getLogger(__name__)
+
+#: Rate of the muxed output audio. The driving speech is resampled once to this rate (mono) so that
+#: any input (8 kHz phone audio to 96 kHz studio files) ends up as standard AAC.
+OUTPUT_SAMPLE_RATE = 48000
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """Everything a user can choose for one ``sync`` run (the CLI maps its flags onto this)."""
+
+    photo_fps: float = 25.0
+    length_mode: LengthMode = LengthMode.bounce
+    face_index: int | None = None
+    box: tuple[int, int, int, int] | None = None
+    pads: tuple[int, int, int, int] = (0, 10, 0, 0)
+    model: str | None = None
+    checkpoint: Path | None = None
+    profile: Path | None = None
+    batch_size: int = 16
+    feather: float = 0.08
+    color_match: bool = True
+    crf: int = 18
+    overwrite: bool = False
+
+
+@dataclass
+class SyncResult:
+    """What a run did: where the video went, how many frames had a face, and where time went."""
+
+    output: Path
+    frames: int
+    frames_with_face: int
+    fps: float
+    duration: float
+    model: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def frames_untouched(self) -> int:
+        """Frames written unchanged because no face was found in them."""
+        return self.frames - self.frames_with_face
+
+    def stage_fps(self) -> dict[str, float]:
+        """Frames per second each stage would sustain on its own."""
+        return {stage: self.frames / seconds for stage, seconds in self.timings.items() if seconds > 0}
+
+
+#: Called after every written batch with (frames written so far, total frames).
+ProgressCallback = Callable[[int, int], None]
+
+
+class _StageClock:
+    """Accumulates wall time per pipeline stage (the figures `benchmarks/throughput.py` prints)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def timed(self, stage: str, iterator: Iterator) -> Iterator:
+        """Wrap an iterator so the time spent producing each item is charged to ``stage``."""
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                self.seconds[stage] += time.perf_counter() - start
+                return
+            self.seconds[stage] += time.perf_counter() - start
+            yield item
+
+    def add(self, stage: str, start: float) -> None:
+        self.seconds[stage] += time.perf_counter() - start
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_paths(face: Path, audio: Path, output: Path, overwrite: bool) -> None:
+    """Refuse, before any work, everything that would fail late or touch the user's files."""
+    for role, path in (("face", face), ("audio", audio)):
+        if not path.exists():
+            raise LipdubError(f"{role} file not found: {path}")
+        if path.is_dir():
+            raise LipdubError(f"{role} path is a directory, not a file: {path}")
+        if not os.access(path, os.R_OK):
+            raise LipdubError(f"{role} file is not readable: {path}")
+    if output.resolve() in (face.resolve(), audio.resolve()) or _same_file(output, face) or _same_file(output, audio):
+        raise LipdubError(f"output {output} is one of the inputs; choose another name")
+    if output.is_dir():
+        raise LipdubError(f"output path is a directory: {output}")
+    directory = output.parent
+    if not directory.is_dir():
+        raise LipdubError(f"output directory does not exist: {directory}")
+    if not os.access(directory, os.W_OK):
+        raise LipdubError(f"output directory is not writable: {directory}")
+    if output.exists() and not overwrite:
+        raise LipdubError(f"output {output} already exists (pass --overwrite to replace it)")
+
+
+class _SpooledFrames:
+    """Input frames kept on disk (not in RAM) for the parts of a video that are shown again.
+
+    ``bounce`` plays the tail of the video backwards; holding those frames in memory would make
+    RAM grow with the video, so they go to an anonymous temporary file and are read back through
+    a memory map.
+    """
+
+    def __init__(self, first_index: int, shape: tuple[int, int, int]) -> None:
+        self.first_index = first_index
+        self.shape = shape
+        self.count = 0
+        self._file = tempfile.TemporaryFile(prefix="lipdub-spool-")
+        self._map: np.memmap | None = None
+
+    def append(self, image: np.ndarray) -> None:
+        self._file.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+        self.count += 1
+
+    def __contains__(self, index: int) -> bool:
+        return self.first_index <= index < self.first_index + self.count
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if self._map is None:
+            self._file.flush()
+            self._map = np.memmap(self._file, dtype=np.uint8, mode="r", shape=(self.count, *self.shape))
+        return np.array(self._map[index - self.first_index])
+
+    def close(self) -> None:
+        self._map = None
+        self._file.close()
+
+
+def _source_frames(face_path: Path, timeline: Timeline, photo_fps: float) -> Iterator[np.ndarray]:
+    """Yield the input picture for every output frame, in output order, with flat memory.
+
+    The first pass streams the decoder. Past the end of the video: ``hold`` repeats the last
+    frame, ``loop`` decodes the file again from the start, ``bounce`` reads the tail it spooled
+    to disk during the first pass (only as many frames as the extension needs).
+    """
+    from lipdub.media.decode import iter_frames
+
+    total = timeline.output_frames
+    extra = max(0, total - timeline.source_frames)
+    spool: _SpooledFrames | None = None
+    # Estimated frame counts can be off by a few frames: spool a small margin more than needed.
+    spool_from = max(0, timeline.source_frames - 1 - extra - 4) if timeline.mode is LengthMode.bounce else None
+    written = 0
+    last: np.ndarray | None = None
+    decoded = 0
+    try:
+        for frame in iter_frames(face_path, photo_fps=photo_fps):
+            decoded += 1
+            last = frame.image
+            if spool_from is not None and frame.index >= spool_from and extra > 0:
+                if spool is None:
+                    spool = _SpooledFrames(frame.index, frame.image.shape)
+                spool.append(frame.image)
+            if written < total:
+                yield frame.image
+                written += 1
+            elif spool is None:
+                break
+        if last is None:
+            raise LipdubError(f"{face_path} contains no video frames")
+        if written >= total:
+            return
+        # The decoder may yield a different count than the probe estimated: plan on the real one.
+        actual = Timeline(timeline.mode, decoded, total)
+        if actual.mode is LengthMode.loop:
+            while written < total:
+                for frame in iter_frames(face_path, photo_fps=photo_fps):
+                    if written >= total:
+                        break
+                    yield frame.image
+                    written += 1
+        else:
+            while written < total:
+                index = actual.source_index(written)
+                if actual.mode is LengthMode.bounce and spool is not None and index in spool:
+                    yield spool[index]
+                else:
+                    yield last
+                written += 1
+    finally:
+        if spool is not None:
+            spool.close()
+
+
+@dataclass
+class _Item:
+    """One output frame travelling through the stages."""
+
+    index: int
+    image: np.ndarray
+    face: object | None = None  # TrackedFace
+    crop: object | None = None  # FaceCrop
+    mask: np.ndarray | None = None
+
+
+def _batched(items: Iterator[_Item], size: int) -> Iterator[list[_Item]]:
+    batch: list[_Item] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def sync(
+    face: Path | str,
+    audio: Path | str,
+    output: Path | str,
+    options: SyncOptions | None = None,
+    progress: ProgressCallback | None = None,
+    **overrides,
+) -> SyncResult:
+    """Re-animate the mouth in ``face`` (a video or a photo) to the speech in ``audio``.
+
+    Writes an H.264/AAC MP4 to ``output`` at the input's frame rate and resolution, carrying the
+    driving audio. Options come as a `SyncOptions` or as keyword overrides of its fields
+    (``sync(face, audio, out, length_mode="loop")``). Raises `LipdubError` for every problem with
+    the user's input; on any failure ``output`` is left as it was.
+    """
+    from dataclasses import replace
+
+    options = replace(options or SyncOptions(), **overrides)
+    if isinstance(options.length_mode, str):
+        options = replace(options, length_mode=LengthMode(options.length_mode))
+    face_path, audio_path, output_path = Path(face), Path(audio), Path(output)
+    check_paths(face_path, audio_path, output_path, options.overwrite)
+    if options.batch_size < 1:
+        raise LipdubError("batch size must be at least 1")
+
+    from lipdub.models.registry import resolve_generator
+
+    generator = resolve_generator(options.model, options.checkpoint, options.profile)
+    spec = generator.spec
+
+    from lipdub.media.audio import is_silent, load_audio
+    from lipdub.media.decode import probe_video
+    from lipdub.media.features import melspectrogram, mel_windows
+
+    info = probe_video(face_path, photo_fps=options.photo_fps)
+    speech = load_audio(audio_path, sample_rate=spec.mel.sample_rate)
+    if is_silent(speech):
+        logger.warning("the audio in %s is silent: the mouth will stay closed", audio_path)
+    fps = info.fps
+    audio_frames = frames_for_duration(len(speech) / spec.mel.sample_rate, fps)
+    timeline = plan_timeline(info.frame_count, audio_frames, options.length_mode, is_photo=info.is_photo)
+    logger.info(
+        "%s: %dx%d at %.3f fps, %d frames; audio %.2f s; writing %d frames (%s)",
+        face_path, info.width, info.height, fps, info.frame_count, len(speech) / spec.mel.sample_rate,
+        timeline.output_frames, timeline.mode.value,
+    )
+    # Features of the speech as it will be heard: trimmed or padded exactly like the muxed track.
+    speech = fit_audio(speech, spec.mel.sample_rate, timeline.output_frames, fps)
+    mel = melspectrogram(speech, spec.mel)
+    muxed = fit_audio(load_audio(audio_path, sample_rate=OUTPUT_SAMPLE_RATE), OUTPUT_SAMPLE_RATE, timeline.output_frames, fps)
+
+    clock = _StageClock()
+    frames_with_face = 0
+    from lipdub.face.align import crop_region, extract_crop
+    from lipdub.face.blend import blend_face, lower_face_mask, match_colors
+    from lipdub.face.detect import FaceDetector
+    from lipdub.face.track import FaceTracker
+    from lipdub.media.encode import VideoWriter
+
+    with FaceDetector(still_image=info.is_photo) as detector:
+        tracker = FaceTracker(detector, face_index=options.face_index, forced_box=options.box)
+        photo_face = None
+        if info.is_photo:
+            # One picture: find the face once, fail early if there is none.
+            photo_image = next(iter(_source_frames(face_path, Timeline(LengthMode.hold, 1, 1), options.photo_fps)))
+            photo_face = tracker.update(photo_image)
+            if photo_face is None:
+                raise LipdubError(f"no face found in the photo {face_path}")
+
+        def decoded() -> Iterator[_Item]:
+            images = clock.timed("decode", _source_frames(face_path, timeline, options.photo_fps))
+            for index, image in enumerate(images):
+                yield _Item(index, image)
+
+        def tracked(items: Iterator[_Item]) -> Iterator[_Item]:
+            for item in items:
+                start = time.perf_counter()
+                item.face = photo_face if photo_face is not None else tracker.update(item.image)
+                clock.add("detect+track", start)
+                if item.face is not None:
+                    start = time.perf_counter()
+                    region = crop_region(item.face.box, item.image.shape[:2], options.pads)
+                    item.crop = extract_crop(item.image, region, spec.img_size)
+                    item.mask = lower_face_mask(item.face.landmarks, item.crop, options.feather)
+                    clock.add("crop", start)
+                yield item
+
+        try:
+            with VideoWriter(
+                output_path, info.width, info.height, fps, audio=muxed,
+                sample_rate=OUTPUT_SAMPLE_RATE, crf=options.crf, overwrite=options.overwrite,
+            ) as writer:
+                for batch in _batched(tracked(decoded()), options.batch_size):
+                    with_face = [item for item in batch if item.crop is not None]
+                    if with_face:
+                        start = time.perf_counter()
+                        crops = np.stack([item.crop.image for item in with_face])
+                        windows = mel_windows(mel, [item.index for item in with_face], fps, spec.mel)
+                        mouths = generator.generate(windows, crops, crops)
+                        clock.add("generate", start)
+                        start = time.perf_counter()
+                        for item, mouth in zip(with_face, mouths):
+                            if options.color_match:
+                                mouth = match_colors(mouth, item.crop.image, item.mask)
+                            item.image = blend_face(item.image, mouth, item.crop, item.mask)
+                        clock.add("blend", start)
+                        frames_with_face += len(with_face)
+                    start = time.perf_counter()
+                    for item in batch:
+                        writer.write(item.image)
+                    clock.add("encode", start)
+                    if progress is not None:
+                        progress(writer.frames_written, timeline.output_frames)
+                if frames_with_face == 0:
+                    raise LipdubError(f"no face found in any frame of {face_path}")
+                start = time.perf_counter()
+            clock.add("encode", start)
+            frames = writer.frames_written
+        finally:
+            tracker.reset()
+
+    untouched = frames - frames_with_face
+    if untouched:
+        logger.warning("%d of %d frames had no face and were written unchanged", untouched, frames)
+    return SyncResult(
+        output=output_path,
+        frames=frames,
+        frames_with_face=frames_with_face,
+        fps=fps,
+        duration=frames / fps,
+        model=spec.name,
+        timings=dict(clock.seconds),
+    )
