@@ -119,3 +119,28 @@ def test_personalize_writes_a_profile(dataset, expert_path, tmp_path):
     assert weights["state_dict"].keys() == CompactGenerator(width=0.25).state_dict().keys()
     assert set(report.generic) == set(report.personalized) == {"val_l1", "val_sync_dist", "val_sync_dist_gt"}
     assert report.generic["val_l1"] != report.personalized["val_l1"]
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    from lipdub.train.common import config_from_json
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    cpu = config_from_json(GeneratorTrainConfig, root / "generator_cpu.json")
+    gpu = config_from_json(GeneratorTrainConfig, root / "generator_gpu.json")
+    assert cpu.device == "cpu" and cpu.disc_start_step is None and gpu.disc_start_step == 6000
+
+
+def test_missing_expert_is_a_user_error(tmp_path):
+    from lipdub.errors import LipdubError
+
+    with pytest.raises(LipdubError, match="sync expert not found"):
+        _Trainer.create(GeneratorTrainConfig(width=0.25, device="cpu", syncnet_checkpoint=str(tmp_path / "nope.pt")))
+
+
+def test_personalize_accepts_a_clip_directory(dataset):
+    from lipdub.train.generator import load_single_clip
+
+    clip = load_single_clip(dataset / "clips" / "c1")
+    assert clip.fps == 30.0 and clip.speaker == "carol" and len(clip.frames) == 90

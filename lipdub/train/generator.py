@@ -48,7 +48,7 @@ from lipdub.train.data import (
     load_dataset,
     read_clips_table,
 )
-from lipdub.train.syncnet import SYNC_KINDS, load_syncnet, sync_loss
+from lipdub.train.syncnet import SYNC_KINDS, _optional_sampler, load_syncnet, sync_loss
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,10 @@ class GeneratorTrainConfig:
     init_checkpoint: str | None = None  # start from these generator weights (fine-tuning)
     val_windows: int = 64
     threads: int = 0
+
+    @classmethod
+    def from_json(cls, path: Path) -> "GeneratorTrainConfig":
+        return common.config_from_json(cls, path)
 
 
 def build_generator(architecture: str, width: float = 1.0) -> nn.Module:
@@ -184,11 +188,18 @@ class _Trainer:
         device = common.resolve_device(config.device)
         model = build_generator(config.architecture, config.width).to(device)
         if config.init_checkpoint:
+            if not Path(config.init_checkpoint).is_file():
+                raise LipdubError(f"generator checkpoint not found: {config.init_checkpoint}")
             from lipdub.models.checkpoint import load_state_dict
 
             model.load_state_dict(load_state_dict(config.init_checkpoint))
         expert = None
         if config.syncnet_checkpoint:
+            if not Path(config.syncnet_checkpoint).is_file():
+                raise LipdubError(
+                    f"sync expert not found: {config.syncnet_checkpoint} "
+                    "(train one with `lipdub train syncnet`, or set syncnet_checkpoint to null)"
+                )
             expert = load_syncnet(Path(config.syncnet_checkpoint), config.syncnet_architecture).to(device)
             for p in expert.parameters():
                 p.requires_grad_(False)
@@ -333,7 +344,7 @@ def train_generator(dataset: Path, run_dir: Path, config: GeneratorTrainConfig, 
     trainer = _Trainer.create(config)
     augment = AugmentConfig() if config.augment else None
     train_windows = GeneratorWindows(train_clips, seed=config.seed, augment=augment, reference_gap=config.reference_gap)
-    val_windows = GeneratorWindows(val_clips, seed=12345, reference_gap=config.reference_gap) if val_clips else None
+    val_windows = _optional_sampler(lambda: GeneratorWindows(val_clips, seed=12345, reference_gap=config.reference_gap), val_clips)
     return _run(trainer, train_windows, val_windows, run_dir, resume)
 
 
@@ -373,10 +384,26 @@ def load_single_clip(source: Path, clip_id: str | None = None) -> Clip:
             rows.sort(key=lambda r: -int(r["frames"]))
         return load_clip_dir(source / "clips" / rows[0]["clip_id"], rows[0])
     if (source / "frames.mp4").is_file():
-        meta = json.loads((source / "clip.json").read_text()) if (source / "clip.json").is_file() else {}
-        row = {"clip_id": source.name, "fps": str(meta.get("fps", 25.0)), "has_audio": "1", "split": "train"}
+        table = source.parent.parent / "clips.csv"  # a clip directory inside a dataset: use its row
+        if table.is_file():
+            rows = [r for r in read_clips_table(source.parent.parent) if r["clip_id"] == source.name]
+            if rows:
+                return load_clip_dir(source, rows[0])
+        row = {"clip_id": source.name, "fps": str(_video_fps(source / "frames.mp4")), "has_audio": "1", "split": "train"}
+        if (source / "clip.json").is_file():  # preprocess's per-clip record, when present
+            meta = json.loads((source / "clip.json").read_text())
+            row.update({k: str(meta[k]) for k in ("clip_id", "speaker", "kind", "fps") if k in meta})
+            row["has_audio"] = "1" if meta.get("has_audio", True) in (True, 1, "1") else "0"
         return load_clip_dir(source, row)
     raise LipdubError(f"{source} is neither a lipdub dataset nor a clip directory")
+
+
+def _video_fps(path: Path) -> float:
+    import av
+
+    with av.open(str(path)) as container:
+        rate = container.streams.video[0].average_rate
+    return float(rate) if rate else 25.0
 
 
 @dataclass

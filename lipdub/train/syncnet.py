@@ -71,6 +71,10 @@ class SyncTrainConfig:
     max_offset: int = 15
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
 
+    @classmethod
+    def from_json(cls, path: Path) -> "SyncTrainConfig":
+        return common.config_from_json(cls, path)
+
 
 def build_syncnet(architecture: str) -> nn.Module:
     if architecture == "compact":
@@ -256,6 +260,18 @@ def pair_accuracy(model: nn.Module, pairs: SyncPairs, count: int, device: torch.
 # --- Training ------------------------------------------------------------------------------------
 
 
+def _optional_sampler(build, clips):
+    """A validation sampler, or None (with a warning) when no val clip has usable windows."""
+    if not clips:
+        log.warning("no validation clips: best.pt follows the training loss")
+        return None
+    try:
+        return build()
+    except LipdubError as exc:
+        log.warning("validation disabled: %s", exc)
+        return None
+
+
 def train_syncnet(dataset: Path, run_dir: Path, config: SyncTrainConfig, resume: bool = True) -> dict[str, float]:
     """Train a SyncNet on a preprocessed dataset; returns the last evaluation's metrics.
 
@@ -293,7 +309,7 @@ def train_syncnet(dataset: Path, run_dir: Path, config: SyncTrainConfig, resume:
 
     augment = AugmentConfig() if config.augment else None
     train_pairs = SyncPairs(train_clips, seed=config.seed, augment=augment, min_offset=config.min_negative_offset)
-    val_pairs = SyncPairs(val_clips, seed=12345, augment=None, min_offset=config.min_negative_offset) if val_clips else None
+    val_pairs = _optional_sampler(lambda: SyncPairs(val_clips, seed=12345, min_offset=config.min_negative_offset), val_clips)
 
     def checkpoint(path: Path, metrics: dict[str, float]) -> None:
         extra = {"architecture": config.architecture, "best_score": best_score, "metrics": metrics, "scaler": scaler.state_dict()}
