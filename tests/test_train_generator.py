@@ -86,8 +86,8 @@ def test_run_artefacts_and_exact_resume(dataset, expert_path, tmp_path):
     resumed = tmp_path / "resumed"
     train_generator(dataset, resumed, _tiny_config(2, expert_path))
     train_generator(dataset, resumed, _tiny_config(4, expert_path), resume=True)
-    a = torch.load(straight / "checkpoint.pt", weights_only=False)
-    b = torch.load(resumed / "checkpoint.pt", weights_only=False)
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoint.pt", weights_only=True)
     assert a["global_step"] == b["global_step"] == 4
     for key, value in a["state_dict"].items():
         assert torch.allclose(value.float(), b["state_dict"][key].float(), atol=1e-5), key
@@ -115,7 +115,7 @@ def test_personalize_writes_a_profile(dataset, expert_path, tmp_path):
     profile = json.loads((tmp_path / "profile" / "profile.json").read_text())
     assert profile["architecture"] == "compact" and profile["img_size"] == 96 and profile["channel_order"] == "rgb"
     assert profile["weights"] == "generator.pt" and profile["name"] == "dave"
-    weights = torch.load(tmp_path / "profile" / "generator.pt", weights_only=False)
+    weights = torch.load(tmp_path / "profile" / "generator.pt", weights_only=True)
     assert weights["state_dict"].keys() == CompactGenerator(width=0.25).state_dict().keys()
     assert set(report.generic) == set(report.personalized) == {"val_l1", "val_sync_dist", "val_sync_dist_gt"}
     assert report.generic["val_l1"] != report.personalized["val_l1"]

@@ -138,11 +138,11 @@ def test_run_artefacts_and_exact_resume(dataset, tmp_path):
 
     resumed = tmp_path / "resumed"
     train_syncnet(dataset, resumed, _tiny_config(2))
-    state = torch.load(resumed / "checkpoint.pt", weights_only=False)
+    state = torch.load(resumed / "checkpoint.pt", weights_only=True)
     assert state["global_step"] == 2
     train_syncnet(dataset, resumed, _tiny_config(4), resume=True)
-    a = torch.load(straight / "checkpoint.pt", weights_only=False)
-    b = torch.load(resumed / "checkpoint.pt", weights_only=False)
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoint.pt", weights_only=True)
     assert b["global_step"] == 4
     assert [r["step"] for r in read_metrics(resumed / "metrics.csv")] == [2, 4]
     # Same data, same optimizer moments: the resumed run ends where the uninterrupted one did.

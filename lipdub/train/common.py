@@ -133,10 +133,16 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
 
 
 def load_training_state(path: Path) -> dict[str, Any] | None:
-    """The full checkpoint payload (state_dict, optimizer, global_step, extra) or None."""
+    """The full checkpoint payload (state_dict, optimizer, global_step, extra) or None.
+
+    Loaded with ``weights_only=True`` like every checkpoint in lipdub: our own run files hold
+    only tensors and plain data, so nothing in a run directory can execute code on resume."""
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file is the user's to fix
+        raise LipdubError(f"cannot resume from {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
 
 
 def save_training_state(
