@@ -110,7 +110,7 @@ def test_personalize_writes_a_profile(dataset, expert_path, tmp_path):
     torch.manual_seed(0)
     base = tmp_path / "base.pt"
     save_checkpoint(base, CompactGenerator(width=0.25), step=0)
-    config = GeneratorTrainConfig(width=0.25, batch_size=2, device="cpu", val_windows=4, threads=1)
+    config = GeneratorTrainConfig(batch_size=2, device="cpu", val_windows=4, threads=1)  # width from the checkpoint
     report = personalize(dataset, base, tmp_path / "profile", steps=3, syncnet_checkpoint=expert_path, config=config, clip_id="d1")
     profile = json.loads((tmp_path / "profile" / "profile.json").read_text())
     assert profile["architecture"] == "compact" and profile["img_size"] == 96 and profile["channel_order"] == "rgb"
@@ -119,6 +119,9 @@ def test_personalize_writes_a_profile(dataset, expert_path, tmp_path):
     assert weights["state_dict"].keys() == CompactGenerator(width=0.25).state_dict().keys()
     assert set(report.generic) == set(report.personalized) == {"val_l1", "val_sync_dist", "val_sync_dist_gt"}
     assert report.generic["val_l1"] != report.personalized["val_l1"]
+    from lipdub.models.registry import resolve_generator
+
+    assert resolve_generator(profile=tmp_path / "profile").spec.width == 0.25
 
 
 def test_shipped_configs_load():

@@ -398,6 +398,23 @@ def load_single_clip(source: Path, clip_id: str | None = None) -> Clip:
     raise LipdubError(f"{source} is neither a lipdub dataset nor a clip directory")
 
 
+def _base_generator(path: Path) -> tuple[Path, float]:
+    """(weights file, width) of the generator to fine-tune: a compact checkpoint or a profile
+    directory. Wav2Lip checkpoints are refused: they were trained on BGR frames and 16x the size."""
+    from lipdub.models.checkpoint import load_state_dict
+    from lipdub.models.registry import infer_spec
+
+    if path.is_dir():
+        profile = path / "profile.json"
+        if not profile.is_file():
+            raise LipdubError(f"{path} is a directory without profile.json")
+        path = path / json.loads(profile.read_text()).get("weights", "generator.pt")
+    spec = infer_spec(load_state_dict(path), name=path.stem)
+    if spec.architecture != "compact":
+        raise LipdubError(f"{path} is a {spec.architecture} checkpoint; personalisation fine-tunes compact generators")
+    return path, spec.width
+
+
 def _video_fps(path: Path) -> float:
     import av
 
@@ -436,11 +453,14 @@ def personalize(
     its steps / init / expert fields are overridden by the arguments.
     """
     out_profile_dir = Path(out_profile_dir)
+    base_checkpoint, width = _base_generator(Path(base_checkpoint))
     base = config or GeneratorTrainConfig(batch_size=4, lr=5e-5, eval_every=100, checkpoint_every=100, reference_gap=25)
     # Fine-tuning on one clip: the sync term keeps the mouth following audio while L1 adapts looks.
     config = replace(
         base,
         steps=steps,
+        architecture="compact",
+        width=width,
         init_checkpoint=str(base_checkpoint),
         syncnet_checkpoint=str(syncnet_checkpoint) if syncnet_checkpoint else None,
         sync_start_step=0,
