@@ -132,3 +132,13 @@ def test_load_dataset_splits_and_validity(dataset):
     assert alice.frames.shape == (80, 96, 96, 3) and alice.frames.dtype == np.uint8
     assert not alice.valid[10] and alice.valid.sum() == 78
     assert train[2].fps == 30.0 and alice.mel.shape[0] == 80
+
+
+def test_generator_windows_augmentation_is_shared_by_target_and_audio(train_clips):
+    plain = GeneratorWindows(train_clips, seed=2)[4]
+    augmented = GeneratorWindows(train_clips, seed=2, augment=AugmentConfig())[4]
+    assert augmented["start"] == plain["start"] and augmented["reference_start"] == plain["reference_start"]
+    assert not torch.equal(augmented["gt"], plain["gt"])
+    assert torch.equal(augmented["sync_mel"], augmented["mels"][0])
+    assert float(augmented["masked"][:, :, 48:].abs().sum()) == 0.0
+    assert 0 <= float(augmented["reference"].min()) and float(augmented["reference"].max()) <= 1

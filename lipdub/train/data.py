@@ -406,14 +406,9 @@ class GeneratorWindows(_IndexedSampler):
         masked = gt.copy()
         masked[:, :, HALF:] = 0.0
         mels = np.stack([mel_window(clip, t + k) for k in range(SYNC_FRAMES)])  # (5, 80, 16)
-        sync_mel = mel_window(clip, t)
         if self.augment:
-            gain_rng = np.random.default_rng(rng.integers(1 << 31))
-            # One gain for the window: draw with the same generator state for both views.
-            state = gain_rng.bit_generator.state
-            mels = augment_mel(mels, gain_rng, self.augment)
-            gain_rng.bit_generator.state = state
-            sync_mel = augment_mel(sync_mel, gain_rng, self.augment)
+            mels = augment_mel(mels, rng, self.augment)  # one gain for the whole window
+        sync_mel = mels[0]  # the window's audio = frame t's window (same start)
         return {
             "gt": torch.from_numpy(np.ascontiguousarray(gt)),
             "masked": torch.from_numpy(np.ascontiguousarray(masked)),
