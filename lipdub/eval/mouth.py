@@ -78,7 +78,8 @@ def mouth_aperture(landmarks: np.ndarray) -> np.ndarray:
     """(N,) inner-lip opening: distance from point 13 to point 14 divided by `face_size`.
 
     Euclidean rather than purely vertical distance, so a tilted head does not read as a closing
-    mouth. About 0 with closed lips; around 0.3-0.5 for a wide-open vowel.
+    mouth. About 0 with closed lips; in ordinary speech (first 100 frames of the shared
+    train/real/asian_man_suit.mp4) the median is 0.10 and the 95th percentile 0.14.
     """
     points = _xy(landmarks)
     opening = np.linalg.norm(points[:, UPPER_INNER_LIP] - points[:, LOWER_INNER_LIP], axis=-1)
