@@ -37,9 +37,10 @@ logger = logging.getLogger(__name__)
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 
-# Demuxers FFmpeg uses for single still images (a photo with a misleading suffix).
+# Demuxers FFmpeg uses for single still images (a photo with a misleading suffix). GIF is
+# left out: an animated GIF is a video.
 _IMAGE_FORMAT_NAMES = frozenset(
-    {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe"}
+    {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
 )
 _FALLBACK_FPS = Fraction(25)
 _SAME_RATE_TOLERANCE = Fraction(3, 100)
