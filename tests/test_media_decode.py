@@ -142,6 +142,7 @@ def test_variable_rate_file_is_resampled_by_timestamp(tmp_path):
     assert [f.index for f in frames] == [0, 1, 2, 3, 4, 5]
     assert [level_of(f.image) for f in frames] == pytest.approx([20, 60, 60, 100, 140, 220], abs=2)
     assert frames[5].time == pytest.approx(5 * 7 / 150)
+    assert frames[2].image is not frames[1].image  # a repeated picture is its own array
 
 
 def test_rotated_file_is_turned_upright(tmp_path):

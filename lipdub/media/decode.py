@@ -320,6 +320,7 @@ def _iter_video(path: Path) -> Iterator[Frame]:
         mapper = ConstantRateMapper()
         rotation: int | None = None
         emitted = 0
+        previous = None  # the array last yielded: a repeat is copied so callers may edit in place
         pictures = container.decode(stream)
         while True:
             try:
@@ -339,10 +340,11 @@ def _iter_video(path: Path) -> Iterator[Frame]:
                 slot = slot_index(frame.pts * frame.time_base - origin, fps)
             image = rotate_image(frame.to_ndarray(format="rgb24"), rotation)
             for index, picture in mapper.push(slot, image):
-                yield Frame(index, index / float(fps), picture)
+                yield Frame(index, index / float(fps), picture.copy() if picture is previous else picture)
+                previous = picture
                 emitted += 1
         for index, picture in mapper.finish():
-            yield Frame(index, index / float(fps), picture)
+            yield Frame(index, index / float(fps), picture.copy() if picture is previous else picture)
             emitted += 1
         if emitted == 0:
             raise LipdubError(f"{path}: video has no frames")
