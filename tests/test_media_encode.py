@@ -156,6 +156,8 @@ def test_video_only(tmp_path):
         writer.write(np.zeros((32, 32, 3), np.uint8))
     with av.open(str(path)) as container:
         assert len(container.streams.audio) == 0 and len(container.streams.video) == 1
+    data = path.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # +faststart: playable while downloading
 
 
 # ------------------------------------------------------------------------------------------------
