@@ -23,7 +23,9 @@ from torch.nn import functional as F
 from lipdub.models.conv import Conv2d
 from lipdub.models.sequences import fold_audio_time, fold_time, unfold_time
 
-BASE_CHANNELS = 16  # channels at 96 px for width 1.0; the first conv's out-channels reveal width
+# Channels at 96 px for width 1.0. Every other width is a multiple of this base, so the first
+# convolution's out-channels determine the whole layout (the registry reads width from them).
+BASE_CHANNELS = 16
 
 
 def channels_for(width: float) -> list[int]:
@@ -72,7 +74,7 @@ class CompactGenerator(nn.Module):
         super().__init__()
         self.width = width
         c96, c48, c24, c12, c6 = channels_for(width)
-        a = [max(4, int(round(ch * width))) for ch in (32, 64, 128, 256)]
+        a = [c48, c24, c12, c6]  # audio widths follow the face widths: one number sets them all
 
         self.face_encoder = nn.ModuleList(
             [
