@@ -51,11 +51,11 @@ def test_one_euro_step_converges_with_bounded_lag():
     f = OneEuroFilter(cfg.min_cutoff, cfg.beta, cfg.d_cutoff)
     f(np.array([0.0]), 1 / cfg.fps)
     outputs = [f(np.array([0.5]), 1 / cfg.fps)[0] for _ in range(40)]
-    assert outputs[0] > 0.25  # more than half the jump in the first frame: speed opens the filter
+    assert outputs[0] > 0.4  # most of the jump in the first frame: speed opens the filter
     assert all(b >= a for a, b in zip(outputs, outputs[1:]))  # monotonic, no overshoot
     assert max(outputs) <= 0.5 + 1e-12
     frames_to_95 = next(i for i, v in enumerate(outputs) if v >= 0.95 * 0.5)
-    assert frames_to_95 <= 8
+    assert frames_to_95 <= 3
     assert outputs[-1] == pytest.approx(0.5, abs=1e-3)
     # The same step through a plain 1 Hz low-pass (beta = 0) lags far more.
     slow = OneEuroFilter(cfg.min_cutoff, 0.0, cfg.d_cutoff)
