@@ -7,8 +7,12 @@ as a single line with a non-zero exit code; anything else is a bug and keeps its
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
 import sys
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -166,16 +170,63 @@ def models() -> None:
         typer.echo(f"{spec.name}\t{spec.architecture}\t{spec.img_size}px\t{spec.description}")
 
 
+#: Lines mediapipe's native code (TFLite, absl) writes straight to file descriptor 2 from its own
+#: threads, whenever a graph starts or restarts. They are noise to a user and would break the
+#: promise that an error is one line, so the CLI drops them.
+NATIVE_CHATTER = re.compile(rb"^(?:[WI]0000 \d\d:\d\d:|INFO: Created TensorFlow Lite|WARNING: All log messages before absl)")
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered(drop: re.Pattern = NATIVE_CHATTER):
+    """Route file descriptor 2 through a thread that drops ``drop`` lines; yield the real stderr.
+
+    Python-level output (rich's console, tracebacks of bugs) still reaches the terminal: the console
+    writes to the yielded stream, which is the original stderr, so it also keeps its tty detection.
+    """
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as reader, os.fdopen(os.dup(original), "wb", buffering=0) as out:
+            for line in reader:
+                if not drop.match(line):
+                    out.write(line)
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+    real_stderr = os.fdopen(os.dup(original), "w", buffering=1)
+    try:
+        yield real_stderr
+    finally:
+        real_stderr.flush()
+        sys.stderr.flush()
+        os.dup2(original, 2)  # closes the pipe's last write end: the pump sees EOF and stops
+        thread.join(timeout=5)
+        os.close(original)
+        real_stderr.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user-facing failures into one line and exit code 1."""
-    try:
-        app(args=argv)  # standalone mode: usage errors print their own message and exit 2
-    except LipdubError as error:
-        stderr.print(f"[red]lipdub: error:[/red] {error}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        stderr.print("lipdub: interrupted")
-        sys.exit(130)
+    code = 0
+    with _native_stderr_filtered() as real_stderr:
+        stderr.file = real_stderr
+        try:
+            app(args=argv)  # standalone mode: usage errors print their own message and exit 2
+        except LipdubError as error:
+            stderr.print(f"[red]lipdub: error:[/red] {error}", highlight=False, soft_wrap=True)
+            code = 1
+        except KeyboardInterrupt:
+            stderr.print("lipdub: interrupted")
+            code = 130
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            if isinstance(exit_.code, str):
+                stderr.print(exit_.code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,11 @@ re-running a detector each frame.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -124,6 +128,37 @@ def _landmark_array(face_landmarks) -> np.ndarray:
     return np.array([(p.x, p.y) for p in face_landmarks.landmark], np.float64)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null for the duration (mediapipe's C++ start-up chatter).
+
+    mediapipe's graphs print TFLite and absl log lines straight to the process's stderr when they
+    start and on their first frame; a CLI whose errors must fit on one line cannot let them through.
+    mediapipe reports real failures as Python exceptions, which this does not touch.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _run_graph(graph, image: np.ndarray):
+    """``graph.process(image)`` with mediapipe's log chatter and protobuf's deprecation warning dropped.
+
+    The native lines come back whenever a graph (re)starts its inner models, which happens on any
+    frame after a lost track, so every call is wrapped; the cost is three system calls.
+    """
+    with warnings.catch_warnings(), _native_stderr_silenced():
+        warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
+        return graph.process(image)
+
+
 class FaceDetector:
     """BlazeFace (full range) + Face Mesh (478 points, refined lips/eyes/irises).
 
@@ -133,15 +168,17 @@ class FaceDetector:
     """
 
     def __init__(self, max_faces: int = 4, min_confidence: float = 0.5, still_image: bool = False):
-        import mediapipe as mp  # imported here: it is slow to import and logs on import
+        with _native_stderr_silenced():
+            import mediapipe as mp  # imported here: it is slow to import and logs on import
 
         self.max_faces = max_faces
         self.min_confidence = min_confidence
         self.still_image = still_image
         self._mp = mp
-        self._detection = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=min_confidence
-        )
+        with _native_stderr_silenced():
+            self._detection = mp.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=min_confidence
+            )
         self._static_mesh = None
         self._video_mesh = None
 
@@ -153,9 +190,10 @@ class FaceDetector:
         self.close()
 
     def close(self) -> None:
-        for graph in (self._detection, self._static_mesh, self._video_mesh):
-            if graph is not None:
-                graph.close()
+        with _native_stderr_silenced():
+            for graph in (self._detection, self._static_mesh, self._video_mesh):
+                if graph is not None:
+                    graph.close()
         self._detection = self._static_mesh = self._video_mesh = None
 
     def _mesh(self, video: bool):
@@ -163,19 +201,24 @@ class FaceDetector:
         face_mesh = self._mp.solutions.face_mesh
         if video:
             if self._video_mesh is None:
-                self._video_mesh = face_mesh.FaceMesh(
-                    static_image_mode=False, max_num_faces=1, refine_landmarks=True,
-                    min_detection_confidence=self.min_confidence, min_tracking_confidence=0.5,
-                )
+                with _native_stderr_silenced():
+                    self._video_mesh = face_mesh.FaceMesh(
+                        static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+                        min_detection_confidence=self.min_confidence, min_tracking_confidence=0.5,
+                    )
             return self._video_mesh
         if self._static_mesh is None:
             # Two faces: a crop around one face may also hold part of a neighbour; we keep the
             # one that overlaps the detector's box.
-            self._static_mesh = face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=2, refine_landmarks=True,
-                min_detection_confidence=self.min_confidence,
-            )
+            with _native_stderr_silenced():
+                self._static_mesh = face_mesh.FaceMesh(
+                    static_image_mode=True, max_num_faces=2, refine_landmarks=True,
+                    min_detection_confidence=self.min_confidence,
+                )
         return self._static_mesh
+
+    def _process(self, graph, image: np.ndarray):
+        return _run_graph(graph, image)
 
     # -- detection ---------------------------------------------------------------------------
     def detect_boxes(self, image: np.ndarray) -> list[FaceObservation]:
@@ -187,7 +230,7 @@ class FaceDetector:
             factor = DETECT_LONG_SIDE / long_side
             small = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))),
                                interpolation=cv2.INTER_AREA)
-        result = self._detection.process(np.ascontiguousarray(small))
+        result = self._process(self._detection, np.ascontiguousarray(small))
         faces = []
         for detection in result.detections or []:
             rel = detection.location_data.relative_bounding_box
@@ -214,7 +257,7 @@ class FaceDetector:
         is returned, so a neighbour's face never replaces the requested one.
         """
         crop = cut_square(image, *mesh_crop_window(box), MESH_CROP_SIZE)
-        result = self._mesh(video=False).process(crop.image)
+        result = self._process(self._mesh(video=False), crop.image)
         best, best_iou = None, 0.0
         for face_landmarks in result.multi_face_landmarks or []:
             points = mesh_to_frame(_landmark_array(face_landmarks), crop)
@@ -234,7 +277,7 @@ class FaceDetector:
         track). Landmarks whose box overlaps `box` less than `min_iou` are rejected.
         """
         crop = cut_square(image, *mesh_crop_window(box, crop_scale), MESH_CROP_SIZE)
-        result = self._mesh(video=True).process(crop.image)
+        result = self._process(self._mesh(video=True), crop.image)
         if not result.multi_face_landmarks:
             return None
         points = mesh_to_frame(_landmark_array(result.multi_face_landmarks[0]), crop)
@@ -245,4 +288,5 @@ class FaceDetector:
     def reset_tracking(self) -> None:
         """Forget Face Mesh's video-mode state (a few ms: the graph restarts)."""
         if self._video_mesh is not None:
-            self._video_mesh.reset()
+            with _native_stderr_silenced():
+                self._video_mesh.reset()
