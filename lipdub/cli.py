@@ -106,7 +106,8 @@ def sync(
         stderr.print(
             f"wrote {result.output} ({result.frames} frames, {result.duration:.2f} s at {result.fps:.3f} fps, "
             f"model {result.model}); face in {result.frames_with_face} frames, "
-            f"{result.frames_untouched} untouched; fps per stage: {stage_fps}"
+            f"{result.frames_untouched} untouched; fps per stage: {stage_fps}",
+            soft_wrap=True,
         )
 
 
