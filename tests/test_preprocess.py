@@ -20,6 +20,8 @@ from lipdub.train.preprocess import (
     infer_speaker,
     load_manifests,
     preprocess,
+    quantize_points,
+    save_landmarks,
     split_speakers,
     to_crop_coords,
     write_wav,
@@ -220,6 +222,25 @@ def test_fit_samples_starts_at_frame_zero_and_lasts_the_video():
     assert padded == 0 and len(fitted) == 400 and fitted[0] == 100 and fitted[-1] == 499
     fitted, padded = fit_samples(samples[:300], 0.0, 10, 25.0, 1000)
     assert padded == 100 and len(fitted) == 400 and not fitted[300:].any()
+
+
+def test_quantize_points_rounds_to_an_eighth_pixel():
+    q = quantize_points(np.array([[0.06, 0.07], [95.94, 10.3125]]))
+    assert q.dtype == np.float16
+    assert q.astype(np.float64).tolist() == [[0.0, 0.125], [96.0, 10.25]]
+
+
+def test_saved_landmarks_load_back_as_frames_points_xy(tmp_path):
+    rng = np.random.default_rng(0)
+    points = np.cumsum(rng.normal(0, 0.1, (50, 478, 2)), axis=0) + 48
+    valid = np.arange(50) % 7 != 0
+    save_landmarks(tmp_path / "l.npz", points, valid)
+    with np.load(tmp_path / "l.npz") as npz:
+        back, back_valid = npz["points"], npz["valid"]
+    assert back.shape == (50, 478, 2) and back.dtype == np.float16
+    np.testing.assert_array_equal(back, quantize_points(points))
+    np.testing.assert_array_equal(back_valid, valid)
+    assert np.abs(back.astype(np.float64) - points).max() <= 1 / 16 + 1e-9
 
 
 def test_fill_regions_repeats_last_known_and_backfills_the_start():
