@@ -49,6 +49,13 @@ def test_lrs_layout_uses_the_source_video_folder(tmp_path):
     assert infer_speaker(lrs3, [tmp_path / "lrs3"], None) == "0af00UcTOSc"
 
 
+def test_mead_actor_from_folder_or_file_name(tmp_path):
+    tree = touch(tmp_path / "mead" / "M030" / "video" / "front" / "happy" / "level_3" / "001.mp4")
+    assert infer_speaker(tree, [tmp_path / "mead"], None) == "M030"
+    flat = touch(tmp_path / "silent" / "mead_W009_front_surprised_level3_001.mp4")
+    assert infer_speaker(flat, [tmp_path / "silent"], None) == "W009"
+
+
 def test_flat_folder_uses_the_stem_without_take_number(tmp_path):
     root = tmp_path / "hdtf"
     assert infer_speaker(touch(root / "WRA_KellyAyotte_000.mp4"), [root], None) == "WRA_KellyAyotte"

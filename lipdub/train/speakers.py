@@ -9,6 +9,9 @@ from where the file lies. The rules, in order (the first that applies wins):
    speaker. ``-`` or an empty cell means "unknown" and falls through to the layout rules. The
    shared corpus ships one; users can write one for their own footage.
 2. **VoxCeleb layout** ``.../id00012/<youtube id>/00001.mp4``: the ``idNNNNN`` folder.
+   **MEAD** actor ids (``M030``, ``W009``) as a folder (``M030/video/front/happy/...``) or as a
+   ``_``-separated part of the file name (``mead_M030_front_happy_level3_001``): the actor, so
+   that one person's emotions stay on one side of the split.
 3. **LRS2 / LRS3 layout** ``.../<video id>/00001.mp4`` (the file name is an utterance number):
    the parent folder, i.e. the source video, which is one speaker.
 4. **Flat folder** (HDTF, the shared corpus, a user's folder of takes): the file stem, less a
@@ -46,6 +49,7 @@ KIND_FOLDERS = {
 }
 
 _VOXCELEB_ID = re.compile(r"^id\d{3,}$")
+_MEAD_ACTOR = re.compile(r"^[MW]\d{3}$")
 _UTTERANCE = re.compile(r"^\d+$")
 # A trailing take number: "_2", "-03", "_clip3", "_take12", "_part1" (at most three digits, so
 # that a year such as "interview_2019" stays part of the name).
@@ -126,8 +130,11 @@ def infer_speaker(path: Path, roots: Sequence[Path], manifest: Mapping[str, str]
             return named
     folders = _relative_parts(path, roots)
     for folder in reversed(folders):
-        if _VOXCELEB_ID.match(folder):
+        if _VOXCELEB_ID.match(folder) or _MEAD_ACTOR.match(folder):
             return folder
+    actor = next((part for part in path.stem.split("_") if _MEAD_ACTOR.match(part)), None)
+    if actor is not None:
+        return actor
     if folders and _UTTERANCE.match(path.stem):
         return folders[-1]
     if not folders and _UTTERANCE.match(path.stem):
