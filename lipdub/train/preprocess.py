@@ -273,8 +273,17 @@ def _fingerprint(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
-def _track(job: _ClipJob):
-    """Pass 1: per frame, the crop region and frame-space Face Mesh points (None without a face)."""
+@dataclass
+class _FaceTrack:
+    """Pass 1's result, per source frame: crop region and frame-space points, None without a face."""
+
+    regions: list
+    points: list[np.ndarray | None]
+    start_time: float  # time of frame 0 on the decoder's clock (where audio sample 0 belongs)
+
+
+def _track(job: _ClipJob) -> _FaceTrack:
+    """Pass 1: follow the face through the clip, keeping only regions and points (kilobytes)."""
     from lipdub.face.align import crop_region
     from lipdub.face.detect import FaceDetector
     from lipdub.face.track import FaceTracker
@@ -296,7 +305,7 @@ def _track(job: _ClipJob):
                 regions.append(crop_region(face.box, frame.image.shape[:2], job.pads))
                 points.append(np.asarray(face.landmarks, dtype=np.float32))
         tracker.reset()
-    return regions, points, start_time or 0.0
+    return _FaceTrack(regions, points, start_time or 0.0)
 
 
 def _load_clip_audio(source: Path, flags: list[str]) -> np.ndarray | None:
@@ -326,7 +335,8 @@ def _build_clip(job: _ClipJob, folder: Path) -> ClipRecord:
     fps = float(info.fps)
     size_before = _fingerprint(job.source)
 
-    regions, frame_points, start_time = _track(job)
+    track = _track(job)
+    regions, frame_points = track.regions, track.points
     if not regions:
         raise LipdubError("no video frames")
     with_face = sum(region is not None for region in regions)
@@ -363,7 +373,7 @@ def _build_clip(job: _ClipJob, folder: Path) -> ClipRecord:
     save_landmarks(folder / "landmarks.npz", points, valid)
 
     if samples is not None:
-        fitted, padded = fit_samples(samples, start_time, written, fps, SAMPLE_RATE)
+        fitted, padded = fit_samples(samples, track.start_time, written, fps, SAMPLE_RATE)
         if padded > SAMPLE_RATE / fps:
             flags.append("audio_padded")
         write_wav(folder / "audio.wav", fitted, SAMPLE_RATE)
