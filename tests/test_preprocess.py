@@ -343,3 +343,44 @@ def test_real_clip_end_to_end(shared, tmp_path):
         skipped = list(csv.DictReader(handle))
     assert [Path(r["source"]).name for r in skipped] == ["corrupt.mp4"] and skipped[0]["reason"]
     assert [r["clip_id"] for r in read_rows(dataset / "clips.csv")] == [row["clip_id"]]
+
+
+def write_plain_video(path: Path, frames: int = 12, size: int = 64) -> Path:
+    """A few frames of smooth grey gradient: a valid video with no face in it."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            image = np.full((size, size, 3), 40 + 10 * i, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_faceless_clip_is_skipped_with_the_reason(tmp_path):
+    pytest.importorskip("lipdub.face.align", reason="face modules not merged yet")
+    src = tmp_path / "src"
+    src.mkdir()
+    write_plain_video(src / "wall.mp4")
+    report = preprocess([src], tmp_path / "ds")
+    assert report.kept == 0
+    assert [(Path(s).name, reason) for s, reason in report.skipped] == [("wall.mp4", "face in 0% of frames (< 50%)")]
+
+
+@pytest.mark.slow
+def test_parallel_workers_skip_and_list_like_one_worker(tmp_path):
+    pytest.importorskip("lipdub.face.align", reason="face modules not merged yet")
+    src = tmp_path / "src"
+    src.mkdir()
+    write_plain_video(src / "a.mp4")
+    write_plain_video(src / "b.mp4")
+    (src / "c.mp4").write_bytes(b"garbage" * 100)
+    report = preprocess([src], tmp_path / "ds", PreprocessConfig(workers=2))
+    assert report.kept == 0
+    assert [Path(s).name for s, _ in report.skipped] == ["a.mp4", "b.mp4", "c.mp4"]
+    assert not list((tmp_path / "ds" / "clips").iterdir())
