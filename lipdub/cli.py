@@ -107,6 +107,53 @@ def sync(
 
 
 @app.command()
+def demo(
+    output: Path = typer.Option(Path("lipdub-demo.mp4"), "--output", "-o", help="Where to write the demo video."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Use this generator instead of the bundled default."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, errors only."),
+) -> None:
+    """Lip-sync the bundled sample photo to the bundled sample speech (a first check that all works)."""
+    from importlib.resources import files
+
+    assets = files("lipdub") / "assets"
+    sync(
+        face=Path(str(assets / "sample_face.jpg")), audio=Path(str(assets / "sample_speech.wav")), output=output,
+        fps=25.0, length_mode=LengthMode.bounce, face_index=None, box=None, pads=(0, 10, 0, 0), model=None,
+        checkpoint=checkpoint, profile=None, batch_size=16, no_color_match=False, crf=18,
+        overwrite=overwrite, quiet=quiet, verbose=False,
+    )
+
+
+@app.command(name="eval")
+def evaluate(
+    video: Path = typer.Argument(..., help="The video to judge (e.g. a lipdub result)."),
+    output_dir: Path = typer.Option(..., "--output", "-o", help="Folder for report.json, report.md and the PNG plots."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="Judge the video against this audio instead of its own track."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Ground-truth or input video: adds mouth-shape and image-quality figures."),
+    judge: Optional[Path] = typer.Option(None, "--judge", help="SyncNet checkpoint to judge with (default: lipdub's bundled expert; also Wav2Lip's lipsync_expert.pth)."),
+    max_offset: int = typer.Option(15, "--max-offset", min=1, max=60, help="Audio offsets searched, in frames, each way."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, errors only."),
+) -> None:
+    """Measure lip sync (LSE-D/LSE-C), mouth shape and image quality of VIDEO; write a report."""
+    _configure_logging(quiet, False)
+    from lipdub.eval.report import evaluate as run_evaluation
+
+    with Progress(TextColumn("[bold]evaluating"), MofNCompleteColumn(), TextColumn("frames"), TimeElapsedColumn(),
+                  console=stderr, transient=True, disable=quiet) as bar:
+        task = bar.add_task("eval", total=None)
+        report = run_evaluation(video, output_dir, audio=audio, reference=reference, judge_path=judge,
+                                max_offset=max_offset, progress=lambda done: bar.update(task, completed=done))
+    sync = report["sync"]
+    typer.echo(f"LSE-D {sync['lse_d']:.3f}  LSE-C {sync['lse_c']:.3f}  AV offset {sync['av_offset_frames']} frames  "
+               f"(judge: {sync['judge']['name']})")
+    if report.get("mouth") and "lmd" in report["mouth"]:
+        mouth = report["mouth"]
+        typer.echo(f"LMD {mouth['lmd']:.4f}  aperture correlation {mouth['aperture_correlation']:.3f} (lag {mouth['aperture_lag_frames']})")
+    typer.echo(f"report: {output_dir / 'report.md'}")
+
+
+@app.command()
 def models() -> None:
     """List the generator models installed with lipdub."""
     from lipdub.models.registry import bundled_models
