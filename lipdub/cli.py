@@ -159,6 +159,33 @@ def evaluate(
 
 
 @app.command()
+def preprocess(
+    sources: list[Path] = typer.Argument(..., help="Folders (any layout: LRS2/LRS3, VoxCeleb2, HDTF, flat) or video files."),
+    dataset: Path = typer.Option(..., "--output", "-o", help="Dataset folder to create, extend or finish."),
+    crop_size: int = typer.Option(96, "--crop-size", help="Face crop size in pixels (96 for Wav2Lip-style models)."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.0, max=0.9, help="Share of speakers held out for validation."),
+    val_speakers: Optional[list[str]] = typer.Option(None, "--val-speaker", help="Put this speaker in validation (repeatable)."),
+    workers: int = typer.Option(1, "--workers", "-j", min=1, max=64, help="Clips processed in parallel."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the speaker split."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, errors only."),
+) -> None:
+    """Build a training dataset: tracked face crops, 16 kHz audio and landmarks per clip, split by speaker."""
+    _configure_logging(quiet, False)
+    from lipdub.train.preprocess import PreprocessConfig, preprocess as run_preprocess
+
+    config = PreprocessConfig(crop_size=crop_size, val_fraction=val_fraction, seed=seed, workers=workers,
+                              val_speakers=tuple(val_speakers) if val_speakers else None)
+    with Progress(TextColumn("[bold]preprocess"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                  console=stderr, transient=True, disable=quiet) as bar:
+        task = bar.add_task("preprocess", total=None)
+        report = run_preprocess(sources, dataset, config,
+                                progress=lambda done, total, source: bar.update(task, completed=done, total=total))
+    typer.echo(f"{report.dataset}: {report.kept} clips ({report.reused} reused), {len(report.skipped)} skipped"
+               + (f" (see {report.dataset / 'skipped.csv'})" if report.skipped else ""))
+
+
+@app.command()
 def models() -> None:
     """List the generator models installed with lipdub."""
     from lipdub.models.registry import bundled_models

@@ -66,12 +66,12 @@ def mouth_box(landmarks: np.ndarray, frame_shape: tuple[int, int], margin: float
 def _tracked_frames(path: Path) -> Iterator[tuple[np.ndarray, object | None, float]]:
     """(frame, tracked face or None, fps) for every frame of a video, with the inference tracker."""
     from lipdub.face.detect import FaceDetector
-    from lipdub.face.track import FaceTracker
+    from lipdub.face.track import FaceTracker, SmoothingConfig
     from lipdub.media.decode import iter_frames, probe_video
 
     info = probe_video(path)
     with FaceDetector(still_image=info.is_photo) as detector:
-        tracker = FaceTracker(detector)
+        tracker = FaceTracker(detector, smoothing=SmoothingConfig(fps=info.fps))
         for frame in iter_frames(path):
             yield frame.image, tracker.update(frame.image), info.fps
 

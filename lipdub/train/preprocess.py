@@ -297,14 +297,14 @@ def _track(job: _ClipJob) -> _FaceTrack:
     """Pass 1: follow the face through the clip, keeping only regions and points (kilobytes)."""
     from lipdub.face.align import crop_region
     from lipdub.face.detect import FaceDetector
-    from lipdub.face.track import FaceTracker
-    from lipdub.media.decode import iter_frames
+    from lipdub.face.track import FaceTracker, SmoothingConfig
+    from lipdub.media.decode import iter_frames, probe_video
 
     regions: list = []
     points: list[np.ndarray | None] = []
     start_time = None
     with FaceDetector(still_image=False) as detector:
-        tracker = FaceTracker(detector)
+        tracker = FaceTracker(detector, smoothing=SmoothingConfig(fps=probe_video(job.source).fps))
         for frame in iter_frames(job.source):
             if start_time is None:
                 start_time = float(frame.time)
