@@ -7,8 +7,12 @@ as a single line with a non-zero exit code; anything else is a bug and keeps its
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
 import sys
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -102,8 +106,83 @@ def sync(
         stderr.print(
             f"wrote {result.output} ({result.frames} frames, {result.duration:.2f} s at {result.fps:.3f} fps, "
             f"model {result.model}); face in {result.frames_with_face} frames, "
-            f"{result.frames_untouched} untouched; fps per stage: {stage_fps}"
+            f"{result.frames_untouched} untouched; fps per stage: {stage_fps}",
+            soft_wrap=True,
         )
+
+
+@app.command()
+def demo(
+    output: Path = typer.Option(Path("lipdub-demo.mp4"), "--output", "-o", help="Where to write the demo video."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Use this generator instead of the bundled default."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, errors only."),
+) -> None:
+    """Lip-sync the bundled sample photo to the bundled sample speech (a first check that all works)."""
+    from importlib.resources import files
+
+    assets = files("lipdub") / "assets"
+    sync(
+        face=Path(str(assets / "sample_face.jpg")), audio=Path(str(assets / "sample_speech.wav")), output=output,
+        fps=25.0, length_mode=LengthMode.bounce, face_index=None, box=None, pads=(0, 10, 0, 0), model=None,
+        checkpoint=checkpoint, profile=None, batch_size=16, no_color_match=False, crf=18,
+        overwrite=overwrite, quiet=quiet, verbose=False,
+    )
+
+
+@app.command(name="eval")
+def evaluate(
+    video: Path = typer.Argument(..., help="The video to judge (e.g. a lipdub result)."),
+    output_dir: Path = typer.Option(..., "--output", "-o", help="Folder for report.json, report.md and the PNG plots."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="Judge the video against this audio instead of its own track."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Ground-truth or input video: adds mouth-shape and image-quality figures."),
+    judge: Optional[Path] = typer.Option(None, "--judge", help="SyncNet checkpoint to judge with (default: lipdub's bundled expert; also Wav2Lip's lipsync_expert.pth)."),
+    max_offset: int = typer.Option(15, "--max-offset", min=1, max=60, help="Audio offsets searched, in frames, each way."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, errors only."),
+) -> None:
+    """Measure lip sync (LSE-D/LSE-C), mouth shape and image quality of VIDEO; write a report."""
+    _configure_logging(quiet, False)
+    from lipdub.eval.report import evaluate as run_evaluation
+
+    with Progress(TextColumn("[bold]evaluating"), MofNCompleteColumn(), TextColumn("frames"), TimeElapsedColumn(),
+                  console=stderr, transient=True, disable=quiet) as bar:
+        task = bar.add_task("eval", total=None)
+        report = run_evaluation(video, output_dir, audio=audio, reference=reference, judge_path=judge,
+                                max_offset=max_offset, progress=lambda done: bar.update(task, completed=done))
+    sync = report["sync"]
+    typer.echo(f"LSE-D {sync['lse_d']:.3f}  LSE-C {sync['lse_c']:.3f}  AV offset {sync['av_offset_frames']} frames  "
+               f"(judge: {sync['judge']['name']})")
+    if report.get("mouth") and "lmd" in report["mouth"]:
+        mouth = report["mouth"]
+        typer.echo(f"LMD {mouth['lmd']:.4f}  aperture correlation {mouth['aperture_correlation']:.3f} (lag {mouth['aperture_lag_frames']})")
+    typer.echo(f"report: {output_dir / 'report.md'}")
+
+
+@app.command()
+def preprocess(
+    sources: list[Path] = typer.Argument(..., help="Folders (any layout: LRS2/LRS3, VoxCeleb2, HDTF, flat) or video files."),
+    dataset: Path = typer.Option(..., "--output", "-o", help="Dataset folder to create, extend or finish."),
+    crop_size: int = typer.Option(96, "--crop-size", help="Face crop size in pixels (96 for Wav2Lip-style models)."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.0, max=0.9, help="Share of speakers held out for validation."),
+    val_speakers: Optional[list[str]] = typer.Option(None, "--val-speaker", help="Put this speaker in validation (repeatable)."),
+    workers: int = typer.Option(1, "--workers", "-j", min=1, max=64, help="Clips processed in parallel."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the speaker split."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, errors only."),
+) -> None:
+    """Build a training dataset: tracked face crops, 16 kHz audio and landmarks per clip, split by speaker."""
+    _configure_logging(quiet, False)
+    from lipdub.train.preprocess import PreprocessConfig, preprocess as run_preprocess
+
+    config = PreprocessConfig(crop_size=crop_size, val_fraction=val_fraction, seed=seed, workers=workers,
+                              val_speakers=tuple(val_speakers) if val_speakers else None)
+    with Progress(TextColumn("[bold]preprocess"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                  console=stderr, transient=True, disable=quiet) as bar:
+        task = bar.add_task("preprocess", total=None)
+        report = run_preprocess(sources, dataset, config,
+                                progress=lambda done, total, source: bar.update(task, completed=done, total=total))
+    typer.echo(f"{report.dataset}: {report.kept} clips ({report.reused} reused), {len(report.skipped)} skipped"
+               + (f" (see {report.dataset / 'skipped.csv'})" if report.skipped else ""))
 
 
 @app.command()
@@ -119,16 +198,63 @@ def models() -> None:
         typer.echo(f"{spec.name}\t{spec.architecture}\t{spec.img_size}px\t{spec.description}")
 
 
+#: Lines mediapipe's native code (TFLite, absl) writes straight to file descriptor 2 from its own
+#: threads, whenever a graph starts or restarts. They are noise to a user and would break the
+#: promise that an error is one line, so the CLI drops them.
+NATIVE_CHATTER = re.compile(rb"^(?:[WI]0000 \d\d:\d\d:|INFO: Created TensorFlow Lite|WARNING: All log messages before absl)")
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered(drop: re.Pattern = NATIVE_CHATTER):
+    """Route file descriptor 2 through a thread that drops ``drop`` lines; yield the real stderr.
+
+    Python-level output (rich's console, tracebacks of bugs) still reaches the terminal: the console
+    writes to the yielded stream, which is the original stderr, so it also keeps its tty detection.
+    """
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as reader, os.fdopen(os.dup(original), "wb", buffering=0) as out:
+            for line in reader:
+                if not drop.match(line):
+                    out.write(line)
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+    real_stderr = os.fdopen(os.dup(original), "w", buffering=1)
+    try:
+        yield real_stderr
+    finally:
+        real_stderr.flush()
+        sys.stderr.flush()
+        os.dup2(original, 2)  # closes the pipe's last write end: the pump sees EOF and stops
+        thread.join(timeout=5)
+        os.close(original)
+        real_stderr.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user-facing failures into one line and exit code 1."""
-    try:
-        app(args=argv)  # standalone mode: usage errors print their own message and exit 2
-    except LipdubError as error:
-        stderr.print(f"[red]lipdub: error:[/red] {error}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        stderr.print("lipdub: interrupted")
-        sys.exit(130)
+    code = 0
+    with _native_stderr_filtered() as real_stderr:
+        stderr.file = real_stderr
+        try:
+            app(args=argv)  # standalone mode: usage errors print their own message and exit 2
+        except LipdubError as error:
+            stderr.print(f"[red]lipdub: error:[/red] {error}", highlight=False, soft_wrap=True)
+            code = 1
+        except KeyboardInterrupt:
+            stderr.print("lipdub: interrupted")
+            code = 130
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            if isinstance(exit_.code, str):
+                stderr.print(exit_.code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -295,11 +295,12 @@ def sync(
     from lipdub.face.align import crop_region, extract_crop
     from lipdub.face.blend import blend_face, lower_face_mask, match_colors
     from lipdub.face.detect import FaceDetector
-    from lipdub.face.track import FaceTracker
+    from lipdub.face.track import FaceTracker, SmoothingConfig
     from lipdub.media.encode import VideoWriter
 
     with FaceDetector(still_image=info.is_photo) as detector:
-        tracker = FaceTracker(detector, face_index=options.face_index, forced_box=options.box)
+        tracker = FaceTracker(detector, face_index=options.face_index, forced_box=options.box,
+                              smoothing=SmoothingConfig(fps=fps))
         photo_face = None
         if info.is_photo:
             # One picture: find the face once, fail early if there is none.

@@ -1,0 +1,114 @@
+"""The SyncNet judge: embeds 5-frame mouth windows and their audio windows for the sync metrics.
+
+A judge is a trained lip-sync expert. Scores from different judges are not comparable (each has its
+own embedding space), so every report names the judge it used. lipdub's own trained expert is the
+default; ``--judge`` also takes a user's Wav2Lip ``lipsync_expert.pth``.
+
+Inputs follow the Wav2Lip expert's protocol: the lower half (rows 48..95) of five consecutive
+96x96 face crops, stacked along channels (15 x 48 x 96, values in [0, 1]), against the 16-frame
+mel window that starts at the first of the five frames.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from lipdub.errors import LipdubError
+from lipdub.media.features import MelConfig
+
+logger = logging.getLogger(__name__)
+
+#: Frames per judged window, as in Wav2Lip's expert and syncnet_python.
+WINDOW_FRAMES = 5
+#: Face crop size the judge reads (it sees the lower half: 48 x 96).
+CROP_SIZE = 96
+#: File name of lipdub's own expert inside the package's weights folder.
+BUNDLED_JUDGE = "lipdub-syncnet"
+
+
+@dataclass
+class SyncJudge:
+    """A loaded lip-sync expert and how to feed it."""
+
+    name: str
+    source: str
+    network: object  # torch.nn.Module
+    channel_order: str = "rgb"
+    mel: MelConfig = MelConfig()
+
+    def embed(self, lower_faces: np.ndarray, mels: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings for ``N`` windows.
+
+        lower_faces: (N, 5, 48, 96, 3) uint8 RGB lower halves of consecutive crops.
+        mels: (N, 80, 16) float32 mel windows.
+        Returns (video_embeddings, audio_embeddings), each (N, D) float32.
+        """
+        import torch
+
+        video_out, audio_out = [], []
+        with torch.inference_mode():
+            for start in range(0, len(lower_faces), batch_size):
+                faces = lower_faces[start : start + batch_size]
+                if self.channel_order == "bgr":
+                    faces = faces[..., ::-1]
+                # (B, 5, 48, 96, 3) -> (B, 5, 3, 48, 96) -> (B, 15, 48, 96)
+                face = torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 1, 4, 2, 3)
+                face = face.reshape(face.shape[0], -1, face.shape[3], face.shape[4]).float() / 255.0
+                audio = torch.from_numpy(np.ascontiguousarray(mels[start : start + batch_size])).unsqueeze(1).float()
+                audio_embedding, face_embedding = self.network(audio, face)
+                video_out.append(face_embedding.numpy())
+                audio_out.append(audio_embedding.numpy())
+        if not video_out:
+            return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+        return np.concatenate(video_out), np.concatenate(audio_out)
+
+
+def _candidate_networks():
+    """(name, constructor, channel order) of every expert architecture lipdub can load."""
+    from lipdub.models.syncnet import SyncNet
+
+    candidates = [("wav2lip-syncnet", SyncNet, "bgr")]
+    try:
+        from lipdub.models.compact_syncnet import CompactSyncNet
+
+        candidates.insert(0, ("compact-syncnet", CompactSyncNet, "rgb"))
+    except ImportError:  # pragma: no cover - the compact expert ships with training support
+        pass
+    return candidates
+
+
+def load_judge(path: Path | str | None = None) -> SyncJudge:
+    """Load a judge: lipdub's bundled expert by default, or a checkpoint file.
+
+    A checkpoint's architecture is recognised from its tensor names and shapes; a Wav2Lip
+    ``lipsync_expert.pth`` is fed BGR crops, as it was trained on them.
+    """
+    from lipdub.models.checkpoint import load_state_dict
+
+    if path is None:
+        weights = files("lipdub") / "weights"
+        bundled = Path(str(weights / f"{BUNDLED_JUDGE}.pt"))
+        if not bundled.exists():
+            raise LipdubError("no bundled SyncNet judge is installed; pass --judge path/to/lipsync_expert.pth")
+        meta_path = Path(str(weights / f"{BUNDLED_JUDGE}.json"))
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        state = load_state_dict(bundled)
+        name, source = meta.get("name", BUNDLED_JUDGE), f"bundled:{BUNDLED_JUDGE}"
+    else:
+        state = load_state_dict(path)
+        name, source = Path(path).stem, str(path)
+    for architecture, constructor, channel_order in _candidate_networks():
+        network = constructor()
+        expected = network.state_dict()
+        if set(expected) == set(state) and all(expected[k].shape == state[k].shape for k in state):
+            network.load_state_dict(state)
+            network.eval()
+            logger.info("judge %s (%s, %s input)", name, architecture, channel_order)
+            return SyncJudge(name=f"{name} ({architecture})", source=source, network=network, channel_order=channel_order)
+    raise LipdubError(f"{source} is not a SyncNet checkpoint lipdub knows (neither Wav2Lip's expert nor lipdub's)")

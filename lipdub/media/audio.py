@@ -1,0 +1,182 @@
+"""Load speech as float32 mono samples whose sample 0 is the first video frame.
+
+Lip sync is judged to the frame (40 ms at 25 fps), so the audio clock must match the video
+clock exactly. What we found with PyAV 18 / FFmpeg 8, and what this module does about it:
+
+- **AAC priming.** AAC encoders emit 1024 samples of encoder delay ("priming") before the signal.
+  MP4/M4A files written by FFmpeg, phones and most tools describe it with an edit list (and
+  iTunSMPB for iTunes); FFmpeg's mov demuxer turns that into skip-samples side data and the
+  decoder drops the priming itself, so the first decoded frame already has pts 0 and holds real
+  signal. We verified this end to end (tests/test_media_encode.py writes a click at a known
+  frame with `VideoWriter`, and this module reads it back within 1 ms of that frame). We do not
+  trim anything ourselves; trimming again would shift the audio 64 ms early at 16 kHz.
+  Measured: the first audio packet of a `VideoWriter` file has pts -1024 and a click written at
+  sample 8000 is read back at sample 8000. Raw ADTS ``.aac`` files carry no edit list, so their
+  priming stays in (a click at 8000 reads back at 9024); every FFmpeg-based reader sees the same
+  and we do not guess the encoder's delay.
+- **End padding.** The decoder also returns the encoder's padding after the last real sample
+  (up to one AAC frame). MP4 states the true duration, so for MP4/MOV we trim to it; the
+  round trip then gives back exactly the number of samples written.
+- **Start offsets.** MPEG-PS (GRID ``.mpg``), MPEG-TS and some MP4/MKV files start the audio
+  stream at a different time than the video stream. We anchor the timeline at the video stream's
+  start time (the origin `lipdub.media.decode.iter_frames` uses for frame 0) and pad with
+  silence, or trim, by the first audio frame's offset from it, so sample ``k`` is at time
+  ``k / sample_rate`` after the first video frame. Files without a video stream are anchored at
+  the audio stream's own start. Gaps in the middle of a stream are not repaired.
+- **Resampling** uses PyAV's `AudioResampler` (libswresample), which compensates its filter
+  delay: a click at input sample ``n`` comes out at ``n * out_rate / in_rate``. It holds samples
+  back until flushed, so we flush it at the end or the last few milliseconds would be lost.
+- **Downmix** is the mean of the channels (libswresample's own stereo-to-mono matrix uses
+  0.707 per channel, which boosts a dual-mono recording by 3 dB and can clip it).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from lipdub.errors import LipdubError
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def rms_db(samples: np.ndarray) -> float:
+    """Root-mean-square level in dB relative to full scale (1.0); -inf for digital silence."""
+    if samples.size == 0:
+        return -math.inf
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return 20.0 * math.log10(rms) if rms > 0 else -math.inf
+
+
+def is_silent(samples: np.ndarray, threshold_db: float = -60.0) -> bool:
+    """True when the RMS level of ``samples`` is below ``threshold_db`` dBFS.
+
+    Used to refuse driving a lip sync with silence (a muted track, a wrong stream), which would
+    otherwise produce a closed mouth and no error. RMS rather than peak so that a single click
+    in a silent file still counts as silent. An empty array is silent.
+    """
+    return rms_db(samples) < threshold_db
+
+
+def audio_duration(samples: np.ndarray, sample_rate: int = 16000) -> float:
+    """Duration in seconds of a mono sample array."""
+    return len(samples) / float(sample_rate)
+
+
+def align_start(samples: np.ndarray, offset_samples: int) -> np.ndarray:
+    """Shift ``samples`` so that they start ``offset_samples`` after time zero.
+
+    A positive offset (audio starts after the video) prepends that many zeros; a negative one
+    (audio starts before the video) drops that many leading samples.
+    """
+    if offset_samples > 0:
+        return np.concatenate([np.zeros(offset_samples, dtype=samples.dtype), samples])
+    if offset_samples < 0:
+        return samples[-offset_samples:]
+    return samples
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return str(text).splitlines()[0] if text else type(exc).__name__
+
+
+def _open(path: Path):
+    if not path.exists():
+        raise LipdubError(f"{path}: no such file")
+    if path.is_dir():
+        raise LipdubError(f"{path}: is a directory, not an audio or video file")
+    if path.stat().st_size == 0:
+        raise LipdubError(f"{path}: empty file")
+    try:
+        return av.open(str(path))
+    except PermissionError as exc:
+        raise LipdubError(f"{path}: cannot read file ({exc.strerror})") from None
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise LipdubError(f"{path}: not a readable media file ({_reason(exc)})") from None
+
+
+def _origin(container, audio_stream) -> Fraction:
+    """Time zero of the file in seconds: the video stream's start, else the audio stream's."""
+    for stream in container.streams.video:
+        if stream.disposition & av.stream.Disposition.attached_pic:
+            continue  # cover art in an mp3/m4a is not a timeline
+        if stream.start_time is not None:
+            return stream.start_time * stream.time_base
+    if audio_stream.start_time is not None:
+        return audio_stream.start_time * audio_stream.time_base
+    return Fraction(0)
+
+
+def _stated_end(container, stream, origin: Fraction) -> Fraction | None:
+    """End of the audio in seconds from ``origin``, where the container states it exactly.
+
+    MP4/MOV give the audio duration to the sample (edit list / sample table), but FFmpeg does
+    not drop the encoder's padding after the last real sample (up to one AAC frame, 64 ms at
+    16 kHz), so we trim to the stated end. Other containers estimate durations from packet
+    timestamps (MPEG-PS misses the last frame), so they are not trusted.
+    """
+    if not container.format.name.startswith("mov") or stream.duration is None:
+        return None
+    start = stream.start_time or 0
+    return (start + stream.duration) * stream.time_base - origin
+
+
+def load_audio(path: Path | str, sample_rate: int = 16000) -> np.ndarray:
+    """Decode the first audio stream of any audio or video file to float32 mono at ``sample_rate``.
+
+    Sample ``k`` is at time ``k / sample_rate`` after the first video frame (see the module
+    docstring). Values are in [-1, 1]. Raises `LipdubError` for a missing or unreadable file,
+    a file without an audio stream, or one that decodes to no samples.
+    """
+    path = Path(path)
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise LipdubError(f"{path}: has no audio stream")
+        stream = container.streams.audio[0]
+        origin = _origin(container, stream)
+        resampler: av.AudioResampler | None = None
+        chunks: list[np.ndarray] = []
+        first_time: Fraction | None = None
+        try:
+            for frame in container.decode(stream):
+                if first_time is None and frame.pts is not None:
+                    first_time = frame.pts * frame.time_base
+                if resampler is None:
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=sample_rate)
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+        except av.FFmpegError as exc:
+            if not chunks:
+                raise LipdubError(f"{path}: cannot decode audio ({_reason(exc)})") from None
+            logger.warning("%s: audio decoding stopped early (%s); keeping what came before", path, _reason(exc))
+        if resampler is not None:
+            for out in resampler.resample(None):  # flush: the resampler holds back its last samples
+                chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    if samples.size == 0:
+        raise LipdubError(f"{path}: audio stream has no samples")
+    if first_time is not None:
+        offset = round((first_time - origin) * sample_rate)
+        if offset:
+            logger.debug("%s: audio starts %d samples after the video; aligning", path, offset)
+        samples = align_start(samples, offset)
+        end = _stated_end(container, stream, origin)
+        if end is not None and 0 < round(end * sample_rate) < samples.size:
+            samples = samples[: round(end * sample_rate)]  # drop the encoder's end padding
+    if samples.size == 0:
+        raise LipdubError(f"{path}: audio ends before the video starts")
+    return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)

@@ -1,0 +1,242 @@
+"""Write frames (and optionally speech) to an H.264 + AAC MP4, atomically.
+
+Design points, each one a way a lip-sync output goes wrong otherwise:
+
+- **Atomic output.** Frames go to a hidden temporary file beside the target
+  (``.name.<random>.tmp.mp4``, same directory so the final `os.replace` is a rename on one
+  filesystem) and the target appears only when `close` succeeds. A crash, Ctrl-C or exception
+  inside ``with VideoWriter(...)`` removes the temporary file and leaves any existing target as
+  it was. The output directory is checked (by creating that temporary file) in ``__init__``,
+  before the caller spends minutes generating frames.
+- **Audio/video sync.** Video pts are frame numbers in a 1/fps time base and audio pts are
+  sample numbers from 0, so both start at time 0. FFmpeg's AAC encoder prepends 1024 priming
+  samples and shifts its packet timestamps back by them; the MP4 muxer records that shift in an
+  edit list, which FFmpeg-based readers (`lipdub.media.audio.load_audio`, PyAV, ffmpeg, browsers
+  and players) honour, so the click of sample ``k`` plays at ``k / sample_rate`` exactly. The
+  round trip is tested to within 1 ms.
+- **Flat memory.** Audio is fed to the encoder in step with the video (up to the end of each
+  written frame), so the muxer interleaves both and nothing accumulates whatever the length.
+- **Odd sizes.** yuv420p (what every player decodes) stores colour at half resolution, so
+  libx264 needs even width and height. An odd-sized frame is padded by repeating its last
+  column and/or row; the file is then at most one pixel wider/taller than asked. Even sizes
+  are written exactly as given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from lipdub.errors import LipdubError
+
+logger = logging.getLogger(__name__)
+
+_NTSC_TOLERANCE = 0.005
+_AUDIO_CHUNK = 1024  # AAC frame size
+_AUDIO_BIT_RATE = 128_000
+
+
+def fps_to_rational(fps: float) -> Fraction:
+    """Exact frame rate for the encoder's time base.
+
+    Integer rates stay integers; the NTSC family (23.976, 29.97, 59.94 ... written with 2-3
+    decimals) is N*1000/1001, which is what the camera meant and keeps timestamps exact over
+    hours; anything else is the closest fraction with a denominator of at most 1001.
+    """
+    if fps <= 0 or not np.isfinite(fps):
+        raise ValueError(f"frame rate must be positive, got {fps}")
+    nearest = round(fps)
+    if abs(fps - nearest) < 1e-6:
+        return Fraction(nearest)
+    ntsc = round(fps * 1001 / 1000)
+    if ntsc > 0 and abs(fps - ntsc * 1000 / 1001) < _NTSC_TOLERANCE:
+        return Fraction(ntsc * 1000, 1001)
+    return Fraction(fps).limit_denominator(1001)
+
+
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """Smallest even (width, height) that holds a ``width`` x ``height`` picture."""
+    return width + width % 2, height + height % 2
+
+
+def pad_to_even(image: np.ndarray) -> np.ndarray:
+    """Pad an HxWx3 image to even H and W by repeating its last row / column (edge padding)."""
+    h, w = image.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return image
+    return np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def audio_samples_until(frame_count: int, fps: Fraction, sample_rate: int) -> int:
+    """Number of audio samples that lie before the end of frame ``frame_count - 1``."""
+    return int(Fraction(frame_count) / fps * sample_rate)
+
+
+class VideoWriter:
+    """Streamed MP4 writer: ``write`` RGB frames, then ``close`` to publish the file.
+
+    Use as a context manager: leaving the block normally closes (publishes) the file, leaving it
+    with an exception aborts (nothing is published, the target is untouched).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        width: int,
+        height: int,
+        fps: float,
+        audio: np.ndarray | None = None,
+        sample_rate: int = 16000,
+        crf: int = 18,
+        preset: str = "veryfast",
+        overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.width = int(width)
+        self.height = int(height)
+        self.rate = fps_to_rational(fps)
+        self.sample_rate = int(sample_rate)
+        self.frames_written = 0
+        self._closed = False
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"frame size must be positive, got {width}x{height}")
+        self._audio = None if audio is None else _as_mono_float(audio)
+        self._audio_sent = 0
+
+        self._check_target(overwrite)
+        self._tmp = self._make_temp()
+        try:
+            self._open(crf, preset)
+        except BaseException:
+            self._remove_temp()
+            raise
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def _check_target(self, overwrite: bool) -> None:
+        parent = self.path.parent
+        if not parent.exists():
+            raise LipdubError(f"{self.path}: output directory {parent} does not exist")
+        if not parent.is_dir():
+            raise LipdubError(f"{self.path}: {parent} is not a directory")
+        if self.path.is_dir():
+            raise LipdubError(f"{self.path}: is a directory")
+        if self.path.exists() and not overwrite:
+            raise LipdubError(f"{self.path}: already exists (use overwrite to replace it)")
+
+    def _make_temp(self) -> Path:
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp.mp4", dir=self.path.parent)
+        except OSError as exc:
+            raise LipdubError(f"{self.path}: cannot write to {self.path.parent} ({exc.strerror})") from None
+        os.close(fd)
+        return Path(name)
+
+    def _open(self, crf: int, preset: str) -> None:
+        self._container = av.open(str(self._tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
+        coded_w, coded_h = even_size(self.width, self.height)
+        video = self._container.add_stream("libx264", rate=self.rate)
+        video.width = coded_w
+        video.height = coded_h
+        video.pix_fmt = "yuv420p"
+        video.codec_context.time_base = 1 / self.rate
+        video.options = {"crf": str(crf), "preset": preset}
+        self._video = video
+        self._audio_stream = None
+        if self._audio is not None:
+            audio = self._container.add_stream("aac", rate=self.sample_rate, layout="mono")
+            audio.bit_rate = _AUDIO_BIT_RATE
+            audio.codec_context.time_base = Fraction(1, self.sample_rate)
+            self._audio_stream = audio
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(self, image: np.ndarray) -> None:
+        """Append one HxWx3 uint8 RGB frame of exactly the size given to the constructor."""
+        if self._closed:
+            raise RuntimeError("write() on a closed VideoWriter")
+        if image.dtype != np.uint8 or image.shape != (self.height, self.width, 3):
+            raise ValueError(
+                f"expected a {self.height}x{self.width}x3 uint8 frame, got {image.shape} {image.dtype}"
+            )
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pad_to_even(image)), format="rgb24")
+        frame.pts = self.frames_written
+        frame.time_base = self._video.codec_context.time_base
+        self._container.mux(self._video.encode(frame))
+        self.frames_written += 1
+        if self._audio is not None:
+            self._send_audio(audio_samples_until(self.frames_written, self.rate, self.sample_rate))
+
+    def _send_audio(self, until: int, final: bool = False) -> None:
+        """Encode audio samples up to ``until`` in whole AAC frames (a partial one only if final)."""
+        assert self._audio is not None and self._audio_stream is not None
+        until = min(until, len(self._audio))
+        while until - self._audio_sent >= _AUDIO_CHUNK or (final and until > self._audio_sent):
+            end = min(self._audio_sent + _AUDIO_CHUNK, until)
+            chunk = self._audio[self._audio_sent:end]
+            frame = av.AudioFrame.from_ndarray(chunk[np.newaxis, :], format="fltp", layout="mono")
+            frame.sample_rate = self.sample_rate
+            frame.pts = self._audio_sent
+            frame.time_base = Fraction(1, self.sample_rate)
+            self._container.mux(self._audio_stream.encode(frame))
+            self._audio_sent = end
+
+    # -- finishing ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush the encoders, finish the MP4 and move it onto the target path."""
+        if self._closed:
+            return
+        try:
+            if self.frames_written == 0:
+                raise LipdubError(f"{self.path}: no frames were written")
+            if self._audio is not None:
+                self._send_audio(len(self._audio), final=True)
+                self._container.mux(self._audio_stream.encode(None))
+            self._container.mux(self._video.encode(None))
+            self._container.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        logger.info("wrote %s: %d frames at %s fps", self.path, self.frames_written, self.rate)
+
+    def abort(self) -> None:
+        """Stop without publishing: the temporary file is removed, the target left untouched."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._container.close()
+        except Exception:  # a half-written file may fail to finalise; it is deleted anyway
+            logger.debug("ignoring error while closing aborted %s", self._tmp, exc_info=True)
+        self._remove_temp()
+
+    def _remove_temp(self) -> None:
+        try:
+            self._tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _as_mono_float(audio: np.ndarray) -> np.ndarray:
+    samples = np.asarray(audio)
+    if samples.ndim != 1:
+        raise ValueError(f"audio must be a 1-D mono array, got shape {samples.shape}")
+    return np.ascontiguousarray(np.clip(samples, -1.0, 1.0), dtype=np.float32)
