@@ -185,6 +185,100 @@ def preprocess(
                + (f" (see {report.dataset / 'skipped.csv'})" if report.skipped else ""))
 
 
+train_app = typer.Typer(help="Train lipdub's networks on a dataset made by `lipdub preprocess`.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+def _recipe(config_cls, config: Path, overrides: list[str] | None):
+    """A training config from a JSON recipe, with ``key=value`` overrides (values parsed as JSON)."""
+    import dataclasses
+    import json
+
+    recipe = config_cls.from_json(config)
+    changes = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in {f.name for f in dataclasses.fields(config_cls)}:
+            raise LipdubError(f"--set expects KEY=VALUE with a field of {config.name}, got {item!r}")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value
+    return dataclasses.replace(recipe, **changes)
+
+
+@train_app.command("syncnet")
+def train_syncnet_command(
+    dataset: Path = typer.Argument(..., help="Dataset folder from `lipdub preprocess`."),
+    run_dir: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoints, config, data list, metrics."),
+    config: Path = typer.Option(Path("configs/syncnet_cpu.json"), "--config", help="Training recipe (JSON)."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a recipe field: KEY=VALUE (repeatable)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming RUN_DIR's checkpoint."),
+) -> None:
+    """Train the lip-sync expert (SyncNet) with the Wav2Lip protocol; resumes by default."""
+    _configure_logging(False, True)
+    from lipdub.train.syncnet import SyncTrainConfig, train_syncnet
+
+    metrics = train_syncnet(dataset, run_dir, _recipe(SyncTrainConfig, config, overrides), resume=not fresh)
+    typer.echo(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+
+
+@train_app.command("generator")
+def train_generator_command(
+    dataset: Path = typer.Argument(..., help="Dataset folder from `lipdub preprocess`."),
+    run_dir: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoints, config, data list, metrics."),
+    config: Path = typer.Option(Path("configs/generator_cpu.json"), "--config", help="Training recipe (JSON)."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a recipe field: KEY=VALUE (repeatable)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming RUN_DIR's checkpoint."),
+) -> None:
+    """Train the generator: L1 + frozen-expert sync loss (+ optional GAN stage); resumes by default."""
+    _configure_logging(False, True)
+    from lipdub.train.generator import GeneratorTrainConfig, train_generator
+
+    metrics = train_generator(dataset, run_dir, _recipe(GeneratorTrainConfig, config, overrides), resume=not fresh)
+    typer.echo(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+
+
+@app.command()
+def personalize(
+    video: Path = typer.Argument(..., help="A video of the speaker talking (their own voice), e.g. the footage to dub."),
+    profile: Path = typer.Option(..., "--output", "-o", help="Profile folder to write (use it with `lipdub sync --profile`)."),
+    steps: int = typer.Option(300, "--steps", min=1, help="Fine-tuning steps (about 1-2 steps/s on a 2-core CPU)."),
+    base: Optional[Path] = typer.Option(None, "--base-checkpoint", help="Start from this compact generator (default: the bundled model)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace PROFILE if it exists."),
+) -> None:
+    """Fine-tune the generator on one speaker's own video: a profile for sharper, more faithful mouths."""
+    import shutil
+    import tempfile
+
+    _configure_logging(False, True)
+    from lipdub.eval.judge import bundled_judge_path
+    from lipdub.models.registry import DEFAULT_MODEL, WEIGHTS_DIR
+    from lipdub.train.generator import personalize as run_personalize
+    from lipdub.train.preprocess import PreprocessConfig, preprocess as run_preprocess
+
+    if not video.is_file():
+        raise LipdubError(f"video not found: {video}")
+    if profile.exists() and not overwrite:
+        raise LipdubError(f"profile {profile} already exists (pass --overwrite to replace it)")
+    base = base or WEIGHTS_DIR / f"{DEFAULT_MODEL}.pt"
+    if not base.is_file():
+        raise LipdubError(f"no base generator: {base} is missing; pass --base-checkpoint")
+    with tempfile.TemporaryDirectory(prefix="lipdub-personalize-") as work:
+        report = run_preprocess([video], Path(work) / "dataset", PreprocessConfig(val_fraction=0.0))
+        if not report.kept:
+            reason = report.skipped[0][1] if report.skipped else "unknown reason"
+            raise LipdubError(f"cannot personalise on {video}: {reason}")
+        (clip_dir,) = [p for p in (Path(work) / "dataset" / "clips").iterdir() if p.is_dir()]
+        staging = Path(work) / "profile"
+        result = run_personalize(clip_dir, base, staging, steps=steps, syncnet_checkpoint=bundled_judge_path(),
+                                 name=f"profile-{video.stem}")
+        if profile.exists():
+            shutil.rmtree(profile)
+        shutil.copytree(staging, profile)
+    typer.echo(f"wrote {profile}; held-out last 30%: generic {result.generic} -> personalised {result.personalized}")
+
+
 @app.command()
 def models() -> None:
     """List the generator models installed with lipdub."""

@@ -28,8 +28,15 @@ logger = logging.getLogger(__name__)
 WINDOW_FRAMES = 5
 #: Face crop size the judge reads (it sees the lower half: 48 x 96).
 CROP_SIZE = 96
-#: File name of lipdub's own expert inside the package's weights folder.
+#: lipdub's own expert: ``lipdub/weights/experts/<name>.pt`` (+ ``.json`` with its card facts). It
+#: lives in its own folder so the generator registry never mistakes it for a generator.
 BUNDLED_JUDGE = "lipdub-syncnet"
+
+
+def bundled_judge_path() -> Path | None:
+    """Path of the bundled expert's weights, or None when this install has none."""
+    path = Path(str(files("lipdub") / "weights" / "experts" / f"{BUNDLED_JUDGE}.pt"))
+    return path if path.is_file() else None
 
 
 @dataclass
@@ -92,11 +99,10 @@ def load_judge(path: Path | str | None = None) -> SyncJudge:
     from lipdub.models.checkpoint import load_state_dict
 
     if path is None:
-        weights = files("lipdub") / "weights"
-        bundled = Path(str(weights / f"{BUNDLED_JUDGE}.pt"))
-        if not bundled.exists():
+        bundled = bundled_judge_path()
+        if bundled is None:
             raise LipdubError("no bundled SyncNet judge is installed; pass --judge path/to/lipsync_expert.pth")
-        meta_path = Path(str(weights / f"{BUNDLED_JUDGE}.json"))
+        meta_path = bundled.with_suffix(".json")
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         state = load_state_dict(bundled)
         name, source = meta.get("name", BUNDLED_JUDGE), f"bundled:{BUNDLED_JUDGE}"
