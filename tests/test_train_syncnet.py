@@ -159,3 +159,49 @@ def test_shipped_configs_load():
     gpu = config_from_json(SyncTrainConfig, root / "syncnet_gpu.json")
     assert cpu.architecture == "compact" and cpu.device == "cpu" and gpu.amp
     assert dataclasses.asdict(cpu).keys() == dataclasses.asdict(SyncTrainConfig()).keys()
+
+
+def test_multiway_candidates_are_same_clip_offsets(dataset):
+    from lipdub.train.data import SyncCandidates
+
+    sampler = SyncCandidates(load_dataset(dataset, "train"), seed=0, candidates=6, min_offset=3, max_offset=15)
+    for index in range(20):
+        item = sampler[index]
+        assert item["face"].shape == (15, 48, 96)
+        assert item["mels"].shape == (6, 1, 80, 16)
+        offsets = item["offsets"].numpy()
+        assert offsets[0] == 0
+        assert np.all(np.abs(offsets[1:]) >= 3) and np.all(np.abs(offsets[1:]) <= 15)
+
+
+def test_multiway_loss_by_hand():
+    from lipdub.train.syncnet import multiway_loss
+
+    face = torch.tensor([[1.0, 0.0]])
+    audio = torch.tensor([[1.0, 0.0], [0.6, 0.8]])  # cosines 1.0 (in sync) and 0.6
+    loss = multiway_loss(audio, face, temperature=0.5)
+    choice = -np.log(np.exp(2.0) / (np.exp(2.0) + np.exp(1.2)))
+    bce = (-np.log(1 - 1e-6) - np.log(1 - 0.6)) / 2
+    assert loss.item() == pytest.approx(choice + bce, rel=1e-4)
+
+
+def test_multiway_steps_lower_the_loss_on_a_fixed_batch(dataset):
+    from lipdub.train.data import SyncCandidates
+    from lipdub.train.syncnet import multiway_loss
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    sampler = SyncCandidates(load_dataset(dataset, "train"), seed=0, candidates=4)
+    items = [sampler[i] for i in range(12)]
+    face = torch.stack([it["face"] for it in items])
+    mels = torch.stack([it["mels"] for it in items])
+    model = CompactSyncNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(12):
+        loss = multiway_loss(*model(mels.flatten(0, 1), face), temperature=0.1)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])

@@ -371,6 +371,60 @@ class SyncPairs(_IndexedSampler):
         }
 
 
+class SyncCandidates(_IndexedSampler):
+    """Multi-way sync samples: one 5-frame face window at t and ``candidates`` audio windows.
+
+    Candidate 0 is the window at t (in sync); the others come from the SAME clip at offsets
+    ``min_offset`` .. ``max_offset`` frames away, i.e. exactly the shifts offset detection has to
+    tell apart. Training on them as a ``candidates``-way choice (the "multi-way matching" of Chung
+    & Zisserman's later SyncNet work) gives every step many hard negatives; on our few minutes of
+    video the plain Wav2Lip pair protocol sat at chance for hundreds of steps. Items: ``face``
+    (15, 48, 96), ``mels`` (candidates, 1, 80, 16), ``offsets`` (candidates,) int.
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        length: int = 1_000_000,
+        seed: int = 0,
+        augment: AugmentConfig | None = None,
+        candidates: int = 8,
+        min_offset: int = 3,
+        max_offset: int = 15,
+    ):
+        super().__init__(clips, length, seed, augment)
+        if candidates < 2:
+            raise ValueError("a multi-way sample needs at least 2 candidates")
+        self.candidates = candidates
+        self.min_offset = min_offset
+        self.max_offset = max_offset
+
+    def negative_starts(self, starts: np.ndarray, t: int, rng: np.random.Generator) -> np.ndarray:
+        """``candidates - 1`` audio window starts near t but at least ``min_offset`` away."""
+        distance = np.abs(starts - t)
+        pool = starts[(distance >= self.min_offset) & (distance <= self.max_offset)]
+        if len(pool) == 0:
+            pool = starts[distance >= 1] if np.any(distance >= 1) else starts
+        return rng.choice(pool, size=self.candidates - 1, replace=len(pool) < self.candidates - 1)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = self.rng(index)
+        c, t = self.draw_window(rng)
+        clip = self.clips[c]
+        audio_starts = np.concatenate([[t], self.negative_starts(self.starts[c], t, rng)]).astype(np.int64)
+        jitter = draw_jitter(rng, self.augment) if self.augment else None
+        face = stack_lower_halves(apply_jitter(clip.frames[t : t + SYNC_FRAMES], jitter))
+        mels = []
+        for start in audio_starts:
+            mel = mel_window(clip, int(start))
+            mels.append(augment_mel(mel, rng, self.augment) if self.augment else mel)
+        return {
+            "face": torch.from_numpy(face),
+            "mels": torch.from_numpy(np.ascontiguousarray(np.stack(mels), dtype=np.float32))[:, None],
+            "offsets": torch.from_numpy(audio_starts - t),
+        }
+
+
 class GeneratorWindows(_IndexedSampler):
     """Wav2Lip's generator protocol: 5 consecutive frames at t with their audio.
 

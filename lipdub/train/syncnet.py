@@ -34,6 +34,7 @@ from lipdub.train.data import (
     SYNC_FRAMES,
     AugmentConfig,
     Clip,
+    SyncCandidates,
     SyncPairs,
     apply_jitter,
     audio_frame_count,
@@ -70,6 +71,10 @@ class SyncTrainConfig:
     offset_window_seconds: float = 1.0
     max_offset: int = 15
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    loss: str = "bce"  # "bce": Wav2Lip's pairs; "multiway": BCE + a choice among same-clip offsets
+    candidates: int = 8  # multiway: audio windows per face window (1 in sync)
+    temperature: float = 0.1  # multiway: softmax temperature on the cosine similarities
+    min_candidate_offset: int = 3  # multiway: nearest off-sync candidate, in frames
 
     @classmethod
     def from_json(cls, path: Path) -> "SyncTrainConfig":
@@ -108,6 +113,23 @@ def sync_probability(audio_emb: torch.Tensor, face_emb: torch.Tensor) -> torch.T
     """Wav2Lip's P(in sync): cosine similarity of the unit embeddings, clamped into (0, 1)."""
     cosine = F.cosine_similarity(audio_emb.float(), face_emb.float(), dim=1)
     return cosine.clamp(1e-6, 1.0 - 1e-6)
+
+
+def multiway_loss(audio_emb: torch.Tensor, face_emb: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Loss on multi-way samples: cross-entropy of choosing the in-sync window among the
+    candidates (cosine / temperature as logits), plus Wav2Lip's BCE on the in-sync candidate and one
+    off-sync candidate, which keeps the cosine usable as a probability by the generator's sync loss.
+
+    audio_emb (B * K, D) of the candidates, sample-major with candidate 0 in sync; face_emb (B, D).
+    """
+    batch = face_emb.shape[0]
+    candidates = audio_emb.shape[0] // batch
+    cosine = (audio_emb.float().view(batch, candidates, -1) * face_emb.float()[:, None]).sum(-1)  # (B, K)
+    choice = F.cross_entropy(cosine / temperature, torch.zeros(batch, dtype=torch.long, device=cosine.device))
+    pairs = torch.stack([cosine[:, 0], cosine[:, 1]], dim=1).clamp(1e-6, 1 - 1e-6)
+    labels = torch.zeros_like(pairs)
+    labels[:, 0] = 1.0
+    return choice + F.binary_cross_entropy(pairs, labels)
 
 
 def sync_loss(audio_emb: torch.Tensor, face_emb: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -308,7 +330,13 @@ def train_syncnet(dataset: Path, run_dir: Path, config: SyncTrainConfig, resume:
     metrics_log = common.MetricsLog(run_dir / common.METRICS_FILE, resume_step=step)
 
     augment = AugmentConfig() if config.augment else None
-    train_pairs = SyncPairs(train_clips, seed=config.seed, augment=augment, min_offset=config.min_negative_offset)
+    if config.loss == "multiway":
+        train_pairs = SyncCandidates(train_clips, seed=config.seed, augment=augment, candidates=config.candidates,
+                                     min_offset=config.min_candidate_offset, max_offset=config.max_offset)
+    elif config.loss == "bce":
+        train_pairs = SyncPairs(train_clips, seed=config.seed, augment=augment, min_offset=config.min_negative_offset)
+    else:
+        raise LipdubError(f"unknown SyncNet loss {config.loss!r} (bce or multiway)")
     val_pairs = _optional_sampler(lambda: SyncPairs(val_clips, seed=12345, min_offset=config.min_negative_offset), val_clips)
 
     def checkpoint(path: Path, metrics: dict[str, float]) -> None:
@@ -321,11 +349,17 @@ def train_syncnet(dataset: Path, run_dir: Path, config: SyncTrainConfig, resume:
     model.train()
     for batch in common.batches(train_pairs, step, config.steps, config.batch_size, config.num_workers):
         face = batch["face"].to(device, non_blocking=True)
-        mel = batch["mel"].to(device, non_blocking=True)
-        label = batch["label"].to(device, non_blocking=True)
-        with common.autocast(device, config.amp):
-            audio_emb, face_emb = model(mel, face)
-        loss = sync_loss(audio_emb, face_emb, label)
+        if config.loss == "multiway":
+            mels = batch["mels"].to(device, non_blocking=True)
+            with common.autocast(device, config.amp):
+                audio_emb, face_emb = model(mels.flatten(0, 1), face)  # the two encoders run independently
+            loss = multiway_loss(audio_emb, face_emb, config.temperature)
+        else:
+            mel = batch["mel"].to(device, non_blocking=True)
+            label = batch["label"].to(device, non_blocking=True)
+            with common.autocast(device, config.amp):
+                audio_emb, face_emb = model(mel, face)
+            loss = sync_loss(audio_emb, face_emb, label)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
