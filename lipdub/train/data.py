@@ -57,6 +57,26 @@ class Clip:
     speaker: str
     kind: str
     split: str
+    lips: np.ndarray | None = None  # (N, LIP_FEATURES) lip-shape features, see lip_shape_features
+
+
+#: Per frame: the vertical position of the 40 Face Mesh lip points (relative to their mean) and the
+#: mouth's width, both over the face size. Flip-invariant, so they survive horizontal-flip
+#: augmentation unchanged; shift- and scale-invariant like the crops' other augmentations.
+LIP_FEATURES = 41
+
+
+def lip_shape_features(points: np.ndarray) -> np.ndarray:
+    """(N, 478, 2) Face Mesh points -> (N, 41) float32 lip-shape features (see LIP_FEATURES)."""
+    from lipdub.eval.mouth import LIP_OUTER, LIPS, face_size
+
+    points = np.asarray(points, dtype=np.float32)
+    size = np.maximum(face_size(points), 1e-3)[:, None]
+    lips_y = points[:, list(LIPS), 1]
+    vertical = (lips_y - lips_y.mean(axis=1, keepdims=True)) / size
+    outer_x = points[:, list(LIP_OUTER), 0]
+    width = (outer_x.max(axis=1) - outer_x.min(axis=1))[:, None] / size
+    return np.concatenate([vertical, width], axis=1).astype(np.float32)
 
 
 # --- Reading -------------------------------------------------------------------------------------
@@ -105,10 +125,13 @@ def load_clip_dir(clip_dir: Path, row: dict[str, str]) -> Clip:
     """Load clips/<clip_id>/ (frames.mp4, audio.wav when has_audio, landmarks.npz) into a Clip."""
     frames = read_frames(clip_dir / "frames.mp4")
     valid = np.ones(len(frames), dtype=bool)
+    lips = None
     landmarks = clip_dir / "landmarks.npz"
     if landmarks.is_file():
         with np.load(landmarks) as npz:
             valid = np.asarray(npz["valid"], dtype=bool)
+            if "points" in npz:
+                lips = lip_shape_features(npz["points"])
     count = min(len(frames), len(valid))
     if count != len(frames) or count != len(valid):
         log.warning("%s: %d frames but %d validity flags; using %d", clip_dir, len(frames), len(valid), count)
@@ -125,6 +148,7 @@ def load_clip_dir(clip_dir: Path, row: dict[str, str]) -> Clip:
         speaker=row.get("speaker", ""),
         kind=row.get("kind", "other"),
         split=row.get("split", "train"),
+        lips=lips[:count] if lips is not None and len(lips) >= count else None,
     )
 
 
@@ -379,7 +403,8 @@ class SyncCandidates(_IndexedSampler):
     tell apart. Training on them as a ``candidates``-way choice (the "multi-way matching" of Chung
     & Zisserman's later SyncNet work) gives every step many hard negatives; on our few minutes of
     video the plain Wav2Lip pair protocol sat at chance for hundreds of steps. Items: ``face``
-    (15, 48, 96), ``mels`` (candidates, 1, 80, 16), ``offsets`` (candidates,) int.
+    (15, 48, 96), ``mels`` (candidates, 1, 80, 16), ``offsets`` (candidates,) int, ``lips``
+    (5 * LIP_FEATURES,) the window's lip-shape features (for the auxiliary loss) and ``has_lips``.
     """
 
     def __init__(
@@ -418,10 +443,13 @@ class SyncCandidates(_IndexedSampler):
         for start in audio_starts:
             mel = mel_window(clip, int(start))
             mels.append(augment_mel(mel, rng, self.augment) if self.augment else mel)
+        lips = clip.lips[t : t + SYNC_FRAMES] if clip.lips is not None else np.zeros((SYNC_FRAMES, LIP_FEATURES), np.float32)
         return {
             "face": torch.from_numpy(face),
             "mels": torch.from_numpy(np.ascontiguousarray(np.stack(mels), dtype=np.float32))[:, None],
             "offsets": torch.from_numpy(audio_starts - t),
+            "lips": torch.from_numpy(np.ascontiguousarray(lips, dtype=np.float32)).flatten(),
+            "has_lips": torch.tensor(clip.lips is not None),
         }
 
 

@@ -33,6 +33,7 @@ from lipdub.train.data import (
     MEL_CONFIG,
     SYNC_FRAMES,
     AugmentConfig,
+    LIP_FEATURES,
     Clip,
     SyncCandidates,
     SyncPairs,
@@ -75,10 +76,22 @@ class SyncTrainConfig:
     candidates: int = 8  # multiway: audio windows per face window (1 in sync)
     temperature: float = 0.1  # multiway: softmax temperature on the cosine similarities
     min_candidate_offset: int = 3  # multiway: nearest off-sync candidate, in frames
+    aux_lip_weight: float = 0.0  # multiway: weight of predicting lip shape from both embeddings
 
     @classmethod
     def from_json(cls, path: Path) -> "SyncTrainConfig":
         return common.config_from_json(cls, path)
+
+
+def model_embedding_size(model: nn.Module) -> int:
+    """Size of the expert's embeddings (512 for both architectures), read off a dummy pass."""
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        audio, _ = model(torch.zeros(1, 1, 80, 16, device=device), torch.zeros(1, 15, 48, 96, device=device))
+        model.train(was_training)
+    return int(audio.shape[1])
 
 
 def build_syncnet(architecture: str) -> nn.Module:
@@ -130,6 +143,41 @@ def multiway_loss(audio_emb: torch.Tensor, face_emb: torch.Tensor, temperature: 
     labels = torch.zeros_like(pairs)
     labels[:, 0] = 1.0
     return choice + F.binary_cross_entropy(pairs, labels)
+
+
+class LipShapeHeads(nn.Module):
+    """Training-only linear heads that read the window's lip shape off each embedding.
+
+    Why: with minutes of video the sync objective alone gives the encoders almost no signal for
+    hundreds of steps (the mouth must be found before it can be matched). Face Mesh gives exact
+    lip landmarks for every frame for free; asking the face embedding to predict them teaches the
+    face encoder where and what the mouth is, and asking the in-sync audio embedding to predict the
+    same shapes is the audio -> mouth-shape task itself. The heads are not part of the expert and
+    are dropped after training; targets are standardised with train-set statistics.
+    """
+
+    def __init__(self, embedding: int, targets: int, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.face = nn.Linear(embedding, targets)
+        self.audio = nn.Linear(embedding, targets)
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float().clamp_min(1e-4))
+
+    def loss(self, face_emb: torch.Tensor, audio_emb: torch.Tensor, lips: torch.Tensor, has_lips: torch.Tensor) -> torch.Tensor:
+        if not bool(has_lips.any()):
+            return face_emb.new_zeros(())
+        target = ((lips - self.mean) / self.std)[has_lips]
+        face_error = F.mse_loss(self.face(face_emb.float()[has_lips]), target)
+        audio_error = F.mse_loss(self.audio(audio_emb.float()[has_lips]), target)
+        return face_error + audio_error
+
+
+def _lip_statistics(clips: Sequence[Clip]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of the 5-frame lip-shape target over the train clips' valid frames."""
+    rows = [clip.lips[clip.valid[: len(clip.lips)]] for clip in clips if clip.lips is not None]
+    features = np.concatenate(rows) if rows else np.zeros((1, 1), np.float32)
+    mean, std = features.mean(axis=0), features.std(axis=0)
+    return torch.from_numpy(np.tile(mean, SYNC_FRAMES)), torch.from_numpy(np.tile(std, SYNC_FRAMES))
 
 
 def sync_loss(audio_emb: torch.Tensor, face_emb: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -315,12 +363,21 @@ def train_syncnet(dataset: Path, run_dir: Path, config: SyncTrainConfig, resume:
     )
 
     model = build_syncnet(config.architecture).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    heads = None
+    parameters = list(model.parameters())
+    if config.aux_lip_weight > 0:
+        if config.loss != "multiway":
+            raise LipdubError("aux_lip_weight needs loss=multiway")
+        heads = LipShapeHeads(model_embedding_size(model), SYNC_FRAMES * LIP_FEATURES, *_lip_statistics(train_clips)).to(device)
+        parameters += list(heads.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     scaler = common.make_scaler(device, config.amp)
     step, best_score = 0, -math.inf
     state = common.load_training_state(run_dir / common.LATEST_CHECKPOINT) if resume else None
     if state is not None:
         model.load_state_dict(state["state_dict"])
+        if heads is not None and "aux_heads" in state.get("extra", {}):
+            heads.load_state_dict(state["extra"]["aux_heads"])
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["global_step"])
         best_score = float(state.get("extra", {}).get("best_score", -math.inf))
@@ -341,6 +398,8 @@ def train_syncnet(dataset: Path, run_dir: Path, config: SyncTrainConfig, resume:
 
     def checkpoint(path: Path, metrics: dict[str, float]) -> None:
         extra = {"architecture": config.architecture, "best_score": best_score, "metrics": metrics, "scaler": scaler.state_dict()}
+        if heads is not None:
+            extra["aux_heads"] = heads.state_dict()
         common.save_training_state(path, model, optimizer, step, extra)
 
     last: dict[str, float] = {"step": step}
@@ -354,6 +413,10 @@ def train_syncnet(dataset: Path, run_dir: Path, config: SyncTrainConfig, resume:
             with common.autocast(device, config.amp):
                 audio_emb, face_emb = model(mels.flatten(0, 1), face)  # the two encoders run independently
             loss = multiway_loss(audio_emb, face_emb, config.temperature)
+            if heads is not None:
+                in_sync = audio_emb.view(face_emb.shape[0], -1, audio_emb.shape[-1])[:, 0]
+                lips, has_lips = batch["lips"].to(device), batch["has_lips"].to(device)
+                loss = loss + config.aux_lip_weight * heads.loss(face_emb, in_sync, lips, has_lips)
         else:
             mel = batch["mel"].to(device, non_blocking=True)
             label = batch["label"].to(device, non_blocking=True)
