@@ -72,6 +72,7 @@ def sync(
     profile: Optional[Path] = typer.Option(None, "--profile", help="A personalised speaker profile directory."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, max=512, help="Frames generated together."),
     no_color_match: bool = typer.Option(False, "--no-color-match", help="Paste the generated mouth without matching its colours to the frame."),
+    reference: str = typer.Option("self", "--reference", help="Generator reference: 'self' (each frame, as Wav2Lip) or 'first' (the first face, so the original mouth cannot leak)."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="H.264 quality (lower is better, 18 is visually lossless)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, errors only."),
@@ -84,7 +85,7 @@ def sync(
     options = SyncOptions(
         photo_fps=fps, length_mode=length_mode, face_index=face_index, box=box, pads=pads,
         model=model, checkpoint=checkpoint, profile=profile, batch_size=batch_size,
-        color_match=not no_color_match, crf=crf, overwrite=overwrite,
+        color_match=not no_color_match, reference=reference, crf=crf, overwrite=overwrite,
     )
     if quiet:
         result = run_sync(face, audio, output, options)
@@ -125,7 +126,7 @@ def demo(
     sync(
         face=Path(str(assets / "sample_face.jpg")), audio=Path(str(assets / "sample_speech.wav")), output=output,
         fps=25.0, length_mode=LengthMode.bounce, face_index=None, box=None, pads=(0, 10, 0, 0), model=None,
-        checkpoint=checkpoint, profile=None, batch_size=16, no_color_match=False, crf=18,
+        checkpoint=checkpoint, profile=None, batch_size=16, no_color_match=False, reference="self", crf=18,
         overwrite=overwrite, quiet=quiet, verbose=False,
     )
 
@@ -277,6 +278,34 @@ def personalize(
             shutil.rmtree(profile)
         shutil.copytree(staging, profile)
     typer.echo(f"wrote {profile}; held-out last 30%: generic {result.generic} -> personalised {result.personalized}")
+
+
+@app.command(name="eval-set")
+def evaluate_set_command(
+    sources: list[Path] = typer.Argument(..., help="Real talking clips (files or folders) with their own synchronous speech."),
+    output_dir: Path = typer.Option(..., "--output", "-o", help="Folder for per-clip reports and table.md / results.json."),
+    protocol: str = typer.Option("video", "--protocol", help="image: first frame + the clip's audio; video: the clip with a far (first-frame) reference."),
+    judge: Optional[Path] = typer.Option(None, "--judge", help="SyncNet checkpoint to judge with (default: the bundled expert)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator to evaluate (default: the bundled model)."),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="A personalised profile to evaluate."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, errors only."),
+) -> None:
+    """Reconstruct real clips from their own audio and compare with the real videos (the yardstick)."""
+    import json
+
+    _configure_logging(quiet, False)
+    from lipdub.eval.protocols import evaluate_set, find_clips, format_table
+
+    clips = find_clips(sources)
+    with Progress(TextColumn("[bold]eval-set"), BarColumn(), MofNCompleteColumn(), TextColumn("clips {task.description}"),
+                  TimeElapsedColumn(), console=stderr, transient=True, disable=quiet) as bar:
+        task = bar.add_task("", total=len(clips))
+        result = evaluate_set(clips, protocol, output_dir, judge_path=judge, checkpoint=checkpoint, profile=profile,
+                              progress=lambda done, total, name: bar.update(task, completed=done, description=name))
+    table = format_table(result)
+    (output_dir / "table.md").write_text(table + "\n")
+    (output_dir / "results.json").write_text(json.dumps(result, indent=1))
+    typer.echo(table)
 
 
 @app.command()

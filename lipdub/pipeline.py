@@ -34,7 +34,13 @@ OUTPUT_SAMPLE_RATE = 48000
 
 @dataclass(frozen=True)
 class SyncOptions:
-    """Everything a user can choose for one ``sync`` run (the CLI maps its flags onto this)."""
+    """Everything a user can choose for one ``sync`` run (the CLI maps its flags onto this).
+
+    ``reference`` picks the generator's reference picture: ``"self"`` (Wav2Lip's inference: each
+    frame is its own reference, which keeps texture and lighting exact) or ``"first"`` (the first
+    face crop for every frame, so the original mouth cannot leak into the result; used by the
+    video-driven evaluation protocol).
+    """
 
     photo_fps: float = 25.0
     length_mode: LengthMode = LengthMode.bounce
@@ -47,6 +53,7 @@ class SyncOptions:
     batch_size: int = 16
     feather: float = 0.08
     color_match: bool = True
+    reference: str = "self"
     crf: int = 18
     overwrite: bool = False
 
@@ -263,6 +270,8 @@ def sync(
     check_paths(face_path, audio_path, output_path, options.overwrite)
     if options.batch_size < 1:
         raise LipdubError("batch size must be at least 1")
+    if options.reference not in ("self", "first"):
+        raise LipdubError(f"reference must be 'self' or 'first', got {options.reference!r}")
 
     from lipdub.models.registry import resolve_generator
 
@@ -327,6 +336,7 @@ def sync(
                     clock.add("crop", start)
                 yield item
 
+        first_reference: np.ndarray | None = None
         try:
             with VideoWriter(
                 output_path, info.width, info.height, fps, audio=muxed,
@@ -338,7 +348,12 @@ def sync(
                         start = time.perf_counter()
                         crops = np.stack([item.crop.image for item in with_face])
                         windows = mel_windows(mel, [item.index for item in with_face], fps, spec.mel)
-                        mouths = generator.generate(windows, crops, crops)
+                        references = crops
+                        if options.reference == "first":
+                            if first_reference is None:
+                                first_reference = crops[0]
+                            references = np.broadcast_to(first_reference, crops.shape)
+                        mouths = generator.generate(windows, crops, references)
                         clock.add("generate", start)
                         start = time.perf_counter()
                         for item, mouth in zip(with_face, mouths):
