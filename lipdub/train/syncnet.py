@@ -160,6 +160,9 @@ class LipShapeHeads(nn.Module):
         super().__init__()
         self.face = nn.Linear(embedding, targets)
         self.audio = nn.Linear(embedding, targets)
+        # Unit-length embeddings have entries ~ 1/sqrt(D): rescale them to unit scale, or the heads'
+        # weights must grow ~sqrt(D)-fold at the optimiser's step size before they predict anything.
+        self.input_scale = float(embedding) ** 0.5
         self.register_buffer("mean", mean.float())
         self.register_buffer("std", std.float().clamp_min(1e-4))
 
@@ -167,8 +170,8 @@ class LipShapeHeads(nn.Module):
         if not bool(has_lips.any()):
             return face_emb.new_zeros(())
         target = ((lips - self.mean) / self.std)[has_lips]
-        face_error = F.mse_loss(self.face(face_emb.float()[has_lips]), target)
-        audio_error = F.mse_loss(self.audio(audio_emb.float()[has_lips]), target)
+        face_error = F.mse_loss(self.face(face_emb.float()[has_lips] * self.input_scale), target)
+        audio_error = F.mse_loss(self.audio(audio_emb.float()[has_lips] * self.input_scale), target)
         return face_error + audio_error
 
 
