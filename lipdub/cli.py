@@ -240,6 +240,25 @@ def train_generator_command(
     typer.echo(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
 
 
+@train_app.command("export")
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="A run's best.pt (generator or sync expert)."),
+    kind: str = typer.Option(..., "--kind", help="generator or expert"),
+    name: str = typer.Option(..., "--name", help="Name to bundle it under (e.g. lipdub-compact)."),
+    description: str = typer.Option("", "--description", help="One line for `lipdub models`."),
+) -> None:
+    """Bundle a trained checkpoint into lipdub/weights (float16, under 16 MiB)."""
+    from lipdub.train.export import export_expert, export_generator
+
+    if kind == "generator":
+        path = export_generator(checkpoint, name, description)
+    elif kind == "expert":
+        path = export_expert(checkpoint, name, description)
+    else:
+        raise LipdubError("--kind must be generator or expert")
+    typer.echo(f"wrote {path}")
+
+
 @app.command()
 def personalize(
     video: Path = typer.Argument(..., help="A video of the speaker talking (their own voice), e.g. the footage to dub."),

@@ -76,27 +76,14 @@ class SyncJudge:
         return np.concatenate(video_out), np.concatenate(audio_out)
 
 
-def _candidate_networks():
-    """(name, constructor, channel order) of every expert architecture lipdub can load."""
-    from lipdub.models.syncnet import SyncNet
-
-    candidates = [("wav2lip-syncnet", SyncNet, "bgr")]
-    try:
-        from lipdub.models.compact_syncnet import CompactSyncNet
-
-        candidates.insert(0, ("compact-syncnet", CompactSyncNet, "rgb"))
-    except ImportError:  # pragma: no cover - the compact expert ships with training support
-        pass
-    return candidates
-
-
 def load_judge(path: Path | str | None = None) -> SyncJudge:
     """Load a judge: lipdub's bundled expert by default, or a checkpoint file.
 
-    A checkpoint's architecture is recognised from its tensor names and shapes; a Wav2Lip
-    ``lipsync_expert.pth`` is fed BGR crops, as it was trained on them.
+    A checkpoint's architecture is recognised from its tensors; a Wav2Lip ``lipsync_expert.pth``
+    is fed BGR crops, as it was trained on them, lipdub's compact expert RGB.
     """
-    from lipdub.models.checkpoint import load_state_dict
+    from lipdub.models.syncnet import SyncNet
+    from lipdub.train.syncnet import load_syncnet
 
     if path is None:
         bundled = bundled_judge_path()
@@ -104,17 +91,10 @@ def load_judge(path: Path | str | None = None) -> SyncJudge:
             raise LipdubError("no bundled SyncNet judge is installed; pass --judge path/to/lipsync_expert.pth")
         meta_path = bundled.with_suffix(".json")
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        state = load_state_dict(bundled)
-        name, source = meta.get("name", BUNDLED_JUDGE), f"bundled:{BUNDLED_JUDGE}"
+        path, name, source = bundled, meta.get("name", BUNDLED_JUDGE), f"bundled:{BUNDLED_JUDGE}"
     else:
-        state = load_state_dict(path)
         name, source = Path(path).stem, str(path)
-    for architecture, constructor, channel_order in _candidate_networks():
-        network = constructor()
-        expected = network.state_dict()
-        if set(expected) == set(state) and all(expected[k].shape == state[k].shape for k in state):
-            network.load_state_dict(state)
-            network.eval()
-            logger.info("judge %s (%s, %s input)", name, architecture, channel_order)
-            return SyncJudge(name=f"{name} ({architecture})", source=source, network=network, channel_order=channel_order)
-    raise LipdubError(f"{source} is not a SyncNet checkpoint lipdub knows (neither Wav2Lip's expert nor lipdub's)")
+    network = load_syncnet(Path(path)).float()
+    channel_order = "bgr" if isinstance(network, SyncNet) else "rgb"
+    logger.info("judge %s (%s, %s input)", name, type(network).__name__, channel_order)
+    return SyncJudge(name=f"{name} ({type(network).__name__})", source=source, network=network, channel_order=channel_order)
