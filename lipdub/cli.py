@@ -208,36 +208,45 @@ def _recipe(config_cls, config: Path, overrides: list[str] | None):
     return dataclasses.replace(recipe, **changes)
 
 
+def _train(kind: str, dataset: Path, run_dir: Path, config: Path, overrides: list[str] | None, fresh: bool) -> None:
+    """Run one training recipe (syncnet or generator) and print its last held-out metrics."""
+    _configure_logging(False, True)
+    if kind == "syncnet":
+        from lipdub.train.syncnet import SyncTrainConfig as recipe_class, train_syncnet as train
+    else:
+        from lipdub.train.generator import GeneratorTrainConfig as recipe_class, train_generator as train
+    metrics = train(dataset, run_dir, _recipe(recipe_class, config, overrides), resume=not fresh)
+    typer.echo(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+
+
+_DATASET_ARGUMENT = typer.Argument(..., help="Dataset folder from `lipdub preprocess`.")
+_RUN_DIR_OPTION = typer.Option(..., "--output", "-o", help="Run folder: checkpoints, config, data list, metrics.")
+_SET_OPTION = typer.Option(None, "--set", help="Override a recipe field: KEY=VALUE (repeatable).")
+_FRESH_OPTION = typer.Option(False, "--fresh", help="Start over instead of resuming RUN_DIR's checkpoint.")
+
+
 @train_app.command("syncnet")
 def train_syncnet_command(
-    dataset: Path = typer.Argument(..., help="Dataset folder from `lipdub preprocess`."),
-    run_dir: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoints, config, data list, metrics."),
+    dataset: Path = _DATASET_ARGUMENT,
+    run_dir: Path = _RUN_DIR_OPTION,
     config: Path = typer.Option(Path("configs/syncnet_cpu.json"), "--config", help="Training recipe (JSON)."),
-    overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a recipe field: KEY=VALUE (repeatable)."),
-    fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming RUN_DIR's checkpoint."),
+    overrides: Optional[list[str]] = _SET_OPTION,
+    fresh: bool = _FRESH_OPTION,
 ) -> None:
     """Train the lip-sync expert (SyncNet) with the Wav2Lip protocol; resumes by default."""
-    _configure_logging(False, True)
-    from lipdub.train.syncnet import SyncTrainConfig, train_syncnet
-
-    metrics = train_syncnet(dataset, run_dir, _recipe(SyncTrainConfig, config, overrides), resume=not fresh)
-    typer.echo(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+    _train("syncnet", dataset, run_dir, config, overrides, fresh)
 
 
 @train_app.command("generator")
 def train_generator_command(
-    dataset: Path = typer.Argument(..., help="Dataset folder from `lipdub preprocess`."),
-    run_dir: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoints, config, data list, metrics."),
+    dataset: Path = _DATASET_ARGUMENT,
+    run_dir: Path = _RUN_DIR_OPTION,
     config: Path = typer.Option(Path("configs/generator_cpu.json"), "--config", help="Training recipe (JSON)."),
-    overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a recipe field: KEY=VALUE (repeatable)."),
-    fresh: bool = typer.Option(False, "--fresh", help="Start over instead of resuming RUN_DIR's checkpoint."),
+    overrides: Optional[list[str]] = _SET_OPTION,
+    fresh: bool = _FRESH_OPTION,
 ) -> None:
     """Train the generator: L1 + frozen-expert sync loss (+ optional GAN stage); resumes by default."""
-    _configure_logging(False, True)
-    from lipdub.train.generator import GeneratorTrainConfig, train_generator
-
-    metrics = train_generator(dataset, run_dir, _recipe(GeneratorTrainConfig, config, overrides), resume=not fresh)
-    typer.echo(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+    _train("generator", dataset, run_dir, config, overrides, fresh)
 
 
 @train_app.command("export")

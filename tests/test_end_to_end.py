@@ -110,3 +110,26 @@ def test_silent_audio_warns_and_still_writes(tmp_path, random_checkpoint):
     assert "silent" in result.stderr
     _, frames = read_video(tmp_path / "out.mp4")
     assert abs(len(frames) - 50) <= 1
+
+
+def test_demo_runs_on_the_bundled_model(tmp_path):
+    from lipdub.models.registry import bundled_models
+
+    if not bundled_models():
+        pytest.skip("no bundled model in this install")
+    output = tmp_path / "demo.mp4"
+    result = subprocess.run([sys.executable, "-m", "lipdub", "demo", "-o", str(output), "--quiet"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    info, frames = read_video(output)
+    assert info.fps == pytest.approx(25.0)
+    assert abs(len(frames) - 7.96 * 25) <= 1  # the bundled speech lasts 7.96 s
+
+
+def test_reference_first_frame_option(tmp_path, random_checkpoint):
+    from lipdub.pipeline import sync
+
+    face = shared_file("data/train/real/grid_man_glasses.mpg")
+    result = sync(face, face, tmp_path / "out.mp4", checkpoint=random_checkpoint, reference="first", length_mode="cut")
+    _, frames = read_video(tmp_path / "out.mp4")
+    assert len(frames) == result.frames == 75

@@ -41,6 +41,7 @@ import av
 import numpy as np
 
 from lipdub.errors import LipdubError
+from lipdub.media.container import check_input_file, error_reason, open_media
 
 logger = logging.getLogger(__name__)
 
@@ -89,24 +90,9 @@ def align_start(samples: np.ndarray, offset_samples: int) -> np.ndarray:
 # Loading
 
 
-def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return str(text).splitlines()[0] if text else type(exc).__name__
-
-
 def _open(path: Path):
-    if not path.exists():
-        raise LipdubError(f"{path}: no such file")
-    if path.is_dir():
-        raise LipdubError(f"{path}: is a directory, not an audio or video file")
-    if path.stat().st_size == 0:
-        raise LipdubError(f"{path}: empty file")
-    try:
-        return av.open(str(path))
-    except PermissionError as exc:
-        raise LipdubError(f"{path}: cannot read file ({exc.strerror})") from None
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise LipdubError(f"{path}: not a readable media file ({_reason(exc)})") from None
+    check_input_file(path, "an audio or video file")
+    return open_media(path)
 
 
 def _origin(container, audio_stream) -> Fraction:
@@ -161,8 +147,8 @@ def load_audio(path: Path | str, sample_rate: int = 16000) -> np.ndarray:
                     chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
         except av.FFmpegError as exc:
             if not chunks:
-                raise LipdubError(f"{path}: cannot decode audio ({_reason(exc)})") from None
-            logger.warning("%s: audio decoding stopped early (%s); keeping what came before", path, _reason(exc))
+                raise LipdubError(f"{path}: cannot decode audio ({error_reason(exc)})") from None
+            logger.warning("%s: audio decoding stopped early (%s); keeping what came before", path, error_reason(exc))
         if resampler is not None:
             for out in resampler.resample(None):  # flush: the resampler holds back its last samples
                 chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))

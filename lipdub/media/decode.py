@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from lipdub.errors import LipdubError
+from lipdub.media.container import check_input_file, error_reason, open_media
 
 logger = logging.getLogger(__name__)
 
@@ -150,26 +151,7 @@ class ConstantRateMapper:
 
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise LipdubError(f"{path}: no such file")
-    if path.is_dir():
-        raise LipdubError(f"{path}: is a directory, not a video or photo")
-    if path.stat().st_size == 0:
-        raise LipdubError(f"{path}: empty file")
-
-
-def _open(path: Path) -> av.container.InputContainer:
-    try:
-        return av.open(str(path))
-    except PermissionError as exc:
-        raise LipdubError(f"{path}: cannot read file ({exc.strerror})") from None
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise LipdubError(f"{path}: not a readable media file ({_reason(exc)})") from None
-
-
-def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return str(text).splitlines()[0] if text else type(exc).__name__
+    check_input_file(path, "a video or photo")
 
 
 def _is_photo_container(container) -> bool:
@@ -243,13 +225,13 @@ def _read_photo(path: Path) -> np.ndarray:
         return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     if not path.exists() or path.is_dir():
         _check_path(path)
-    with _open(path) as container:
+    with open_media(path) as container:
         stream = _video_stream(container, path)
         try:
             for frame in container.decode(stream):
                 return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
         except av.FFmpegError as exc:
-            raise LipdubError(f"{path}: cannot decode image ({_reason(exc)})") from None
+            raise LipdubError(f"{path}: cannot decode image ({error_reason(exc)})") from None
     raise LipdubError(f"{path}: image has no picture")
 
 
@@ -269,7 +251,7 @@ def _first_frame_rotation(container, stream, path: Path) -> int:
         for frame in container.decode(stream):
             return _frame_rotation(frame, stream.metadata.get("rotate"))
     except av.FFmpegError as exc:
-        raise LipdubError(f"{path}: cannot decode video ({_reason(exc)})") from None
+        raise LipdubError(f"{path}: cannot decode video ({error_reason(exc)})") from None
     raise LipdubError(f"{path}: video has no frames")
 
 
@@ -281,7 +263,7 @@ def probe_video(path: Path | str, photo_fps: float = 25.0) -> VideoInfo:
         image = _read_photo(path)
         height, width = image.shape[:2]
         return VideoInfo(path, width, height, float(photo_fps), 1, 1.0 / photo_fps, 0, True)
-    with _open(path) as container:
+    with open_media(path) as container:
         stream = _video_stream(container, path)
         fps = _stream_fps(stream)
         rotation = _first_frame_rotation(container, stream, path)
@@ -310,7 +292,7 @@ def iter_frames(path: Path | str, photo_fps: float = 25.0) -> Iterator[Frame]:
 
 
 def _iter_video(path: Path) -> Iterator[Frame]:
-    container = _open(path)
+    container = open_media(path)
     try:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
@@ -329,8 +311,8 @@ def _iter_video(path: Path) -> Iterator[Frame]:
                 break
             except av.FFmpegError as exc:
                 if rotation is None:  # not a single picture decoded
-                    raise LipdubError(f"{path}: cannot decode video ({_reason(exc)})") from None
-                logger.warning("%s: decoding stopped early (%s); keeping the frames before it", path, _reason(exc))
+                    raise LipdubError(f"{path}: cannot decode video ({error_reason(exc)})") from None
+                logger.warning("%s: decoding stopped early (%s); keeping the frames before it", path, error_reason(exc))
                 break
             if rotation is None:
                 rotation = _frame_rotation(frame, legacy_tag)

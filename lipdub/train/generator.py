@@ -28,7 +28,7 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+
 
 import numpy as np
 import torch
