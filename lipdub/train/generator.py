@@ -29,7 +29,6 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-
 import numpy as np
 import torch
 from torch import nn
