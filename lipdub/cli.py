@@ -336,6 +336,35 @@ def evaluate_set_command(
     typer.echo(table)
 
 
+@app.command(name="eval-expert")
+def evaluate_expert_command(
+    dataset: Path = typer.Argument(..., help="Dataset folder from `lipdub preprocess`."),
+    judge: Optional[Path] = typer.Option(None, "--judge", help="SyncNet checkpoint (default: the bundled expert)."),
+    split: str = typer.Option("val", "--split", help="train, val or all."),
+    kinds: list[str] = typer.Option(["real"], "--kind", help="Clip kinds to include (repeatable): real, synthetic."),
+    window_seconds: float = typer.Option(1.0, "--window", help="Length of the windows offsets are detected on, in seconds."),
+) -> None:
+    """Offset-detection and pair accuracy of a SyncNet expert on a dataset split (held-out speakers by default)."""
+    _configure_logging(False, False)
+    from lipdub.eval.judge import load_judge
+    from lipdub.train.data import SyncPairs, load_dataset
+    from lipdub.train.syncnet import offset_detection_accuracy, pair_accuracy
+
+    import torch
+
+    clips = load_dataset(dataset, split, kinds=kinds)
+    if not clips:
+        raise LipdubError(f"{dataset}: no {split} clips of kind {', '.join(kinds)} with audio")
+    expert = load_judge(judge)
+    if expert.channel_order != "rgb":
+        raise LipdubError("eval-expert reads lipdub datasets (RGB crops); a BGR expert needs its own protocol")
+    offset = offset_detection_accuracy(expert.network, clips, window_seconds=window_seconds)
+    pairs = pair_accuracy(expert.network, SyncPairs(clips, seed=12345), 512, torch.device("cpu"))
+    typer.echo(f"{expert.name} on {len(clips)} {split} clips ({', '.join(kinds)}): offset detection "
+               f"{offset:.3f} (true offset within +-1 frame over +-15, {window_seconds:g} s windows); "
+               f"pair accuracy {pairs['val_pair_acc']:.3f}")
+
+
 @app.command()
 def models() -> None:
     """List the generator models installed with lipdub."""
