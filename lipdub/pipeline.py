@@ -324,15 +324,22 @@ def sync(
                 yield _Item(index, image)
 
         def tracked(items: Iterator[_Item]) -> Iterator[_Item]:
+            photo_crop = None  # a photo's crop and mask are the same on every frame: made once
             for item in items:
                 start = time.perf_counter()
                 item.face = photo_face if photo_face is not None else tracker.update(item.image)
                 clock.add("detect+track", start)
                 if item.face is not None:
                     start = time.perf_counter()
-                    region = crop_region(item.face.box, item.image.shape[:2], options.pads)
-                    item.crop = extract_crop(item.image, region, spec.img_size)
-                    item.mask = lower_face_mask(item.face.landmarks, item.crop, options.feather)
+                    if photo_crop is None:
+                        region = crop_region(item.face.box, item.image.shape[:2], options.pads)
+                        crop = extract_crop(item.image, region, spec.img_size)
+                        mask = lower_face_mask(item.face.landmarks, crop, options.feather)
+                        if photo_face is not None:
+                            photo_crop = (crop, mask)
+                    else:
+                        crop, mask = photo_crop
+                    item.crop, item.mask = crop, mask
                     clock.add("crop", start)
                 yield item
 
