@@ -35,8 +35,12 @@ app = typer.Typer(
 stderr = Console(stderr=True)
 
 
-def _configure_logging(quiet: bool, verbose: bool) -> None:
-    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.WARNING
+def _configure_logging(quiet: bool, verbose: bool, progress_log: bool = False) -> None:
+    """Warnings by default; ``progress_log`` shows lipdub's own INFO lines (training progress),
+    ``verbose`` everything lipdub logs; third-party libraries stay at WARNING."""
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO if progress_log else logging.WARNING
+    logging.getLogger("lipdub").setLevel(level)
+    level = logging.ERROR if quiet else logging.WARNING
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=stderr, show_path=False)], force=True)
 
 
@@ -210,7 +214,7 @@ def _recipe(config_cls, config: Path, overrides: list[str] | None):
 
 def _train(kind: str, dataset: Path, run_dir: Path, config: Path, overrides: list[str] | None, fresh: bool) -> None:
     """Run one training recipe (syncnet or generator) and print its last held-out metrics."""
-    _configure_logging(False, True)
+    _configure_logging(False, False, progress_log=True)
     if kind == "syncnet":
         from lipdub.train.syncnet import SyncTrainConfig as recipe_class, train_syncnet as train
     else:
@@ -280,7 +284,7 @@ def personalize(
     import shutil
     import tempfile
 
-    _configure_logging(False, True)
+    _configure_logging(False, False, progress_log=True)
     from lipdub.eval.judge import bundled_judge_path
     from lipdub.models.registry import DEFAULT_MODEL, WEIGHTS_DIR
     from lipdub.train.generator import personalize as run_personalize
