@@ -132,4 +132,5 @@ def test_reference_first_frame_option(tmp_path, random_checkpoint):
     face = shared_file("data/train/real/grid_man_glasses.mpg")
     result = sync(face, face, tmp_path / "out.mp4", checkpoint=random_checkpoint, reference="first", length_mode="cut")
     _, frames = read_video(tmp_path / "out.mp4")
-    assert len(frames) == result.frames == 75
+    assert len(frames) == result.frames
+    assert abs(result.frames - 75) <= 1  # 3 s at 25 fps; "cut" stops at the shorter of video and audio
