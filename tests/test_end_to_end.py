@@ -134,3 +134,25 @@ def test_reference_first_frame_option(tmp_path, random_checkpoint):
     _, frames = read_video(tmp_path / "out.mp4")
     assert len(frames) == result.frames
     assert abs(result.frames - 75) <= 1  # 3 s at 25 fps; "cut" stops at the shorter of video and audio
+
+
+def test_personalize_then_sync_with_the_profile(tmp_path):
+    from lipdub.models.registry import bundled_models
+
+    if not bundled_models():
+        pytest.skip("no bundled model to personalise")
+    clip = shared_file("data/train/real/grid_man_denim.mpg")
+    profile = tmp_path / "profile"
+    made = subprocess.run([sys.executable, "-m", "lipdub", "personalize", str(clip), "-o", str(profile), "--steps", "3"],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    assert (profile / "profile.json").is_file() and (profile / "report.json").is_file()
+    again = subprocess.run([sys.executable, "-m", "lipdub", "personalize", str(clip), "-o", str(profile), "--steps", "3"],
+                           capture_output=True, text=True)
+    assert again.returncode != 0 and "already exists" in again.stderr
+    output = tmp_path / "dubbed.mp4"
+    synced = subprocess.run([sys.executable, "-m", "lipdub", "sync", str(clip), str(clip), "-o", str(output),
+                             "--profile", str(profile), "--quiet"], capture_output=True, text=True)
+    assert synced.returncode == 0, synced.stderr
+    _, frames = read_video(output)
+    assert abs(len(frames) - 75) <= 1
