@@ -140,12 +140,21 @@ def test_no_bundled_model_is_a_clear_error(no_bundled):
         resolve_generator(model="lipdub-compact")
 
 
-def test_the_real_weights_dir_has_no_default_yet():
-    # Until training ships weights, the default must fail loudly instead of using random weights.
-    if (registry.WEIGHTS_DIR / f"{registry.DEFAULT_MODEL}.pt").exists():
-        pytest.skip("a default model is installed")
-    with pytest.raises(LipdubError, match="no bundled model"):
-        resolve_generator(None)
+def test_the_bundled_default_is_a_documented_trained_model():
+    # Shipped weights must load as the default, stay under 16 MiB, and have a model card entry.
+    from pathlib import Path
+
+    weights = registry.WEIGHTS_DIR / f"{registry.DEFAULT_MODEL}.pt"
+    if not weights.exists():
+        with pytest.raises(LipdubError, match="no bundled model"):
+            resolve_generator(None)
+        return
+    generator = resolve_generator(None)
+    assert generator.spec.name == registry.DEFAULT_MODEL
+    assert generator.spec.architecture == "compact" and generator.spec.channel_order == "rgb"
+    assert weights.stat().st_size < 16 * 1024 * 1024
+    card = Path(__file__).resolve().parents[1] / "docs" / "model-card.md"
+    assert registry.DEFAULT_MODEL in card.read_text()
 
 
 def test_bundled_model_is_found(no_bundled):
