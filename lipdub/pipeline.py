@@ -344,44 +344,41 @@ def sync(
                 yield item
 
         first_reference: np.ndarray | None = None
-        try:
-            with VideoWriter(
-                output_path, info.width, info.height, fps, audio=muxed,
-                sample_rate=OUTPUT_SAMPLE_RATE, crf=options.crf, overwrite=options.overwrite,
-            ) as writer:
-                for batch in _batched(tracked(decoded()), options.batch_size):
-                    with_face = [item for item in batch if item.crop is not None]
-                    if with_face:
-                        start = time.perf_counter()
-                        crops = np.stack([item.crop.image for item in with_face])
-                        windows = mel_windows(mel, [item.index for item in with_face], fps, spec.mel)
-                        references = crops
-                        if options.reference == "first":
-                            if first_reference is None:
-                                first_reference = crops[0]
-                            references = np.broadcast_to(first_reference, crops.shape)
-                        mouths = generator.generate(windows, crops, references)
-                        clock.add("generate", start)
-                        start = time.perf_counter()
-                        for item, mouth in zip(with_face, mouths):
-                            if options.color_match:
-                                mouth = match_colors(mouth, item.crop.image, item.mask)
-                            item.image = blend_face(item.image, mouth, item.crop, item.mask)
-                        clock.add("blend", start)
-                        frames_with_face += len(with_face)
+        with VideoWriter(
+            output_path, info.width, info.height, fps, audio=muxed,
+            sample_rate=OUTPUT_SAMPLE_RATE, crf=options.crf, overwrite=options.overwrite,
+        ) as writer:
+            for batch in _batched(tracked(decoded()), options.batch_size):
+                with_face = [item for item in batch if item.crop is not None]
+                if with_face:
                     start = time.perf_counter()
-                    for item in batch:
-                        writer.write(item.image)
-                    clock.add("encode", start)
-                    if progress is not None:
-                        progress(writer.frames_written, timeline.output_frames)
-                if frames_with_face == 0:
-                    raise LipdubError(f"no face found in any frame of {face_path}")
+                    crops = np.stack([item.crop.image for item in with_face])
+                    windows = mel_windows(mel, [item.index for item in with_face], fps, spec.mel)
+                    references = crops
+                    if options.reference == "first":
+                        if first_reference is None:
+                            first_reference = crops[0]
+                        references = np.broadcast_to(first_reference, crops.shape)
+                    mouths = generator.generate(windows, crops, references)
+                    clock.add("generate", start)
+                    start = time.perf_counter()
+                    for item, mouth in zip(with_face, mouths):
+                        if options.color_match:
+                            mouth = match_colors(mouth, item.crop.image, item.mask)
+                        item.image = blend_face(item.image, mouth, item.crop, item.mask)
+                    clock.add("blend", start)
+                    frames_with_face += len(with_face)
                 start = time.perf_counter()
-            clock.add("encode", start)
-            frames = writer.frames_written
-        finally:
-            tracker.reset()
+                for item in batch:
+                    writer.write(item.image)
+                clock.add("encode", start)
+                if progress is not None:
+                    progress(writer.frames_written, timeline.output_frames)
+            if frames_with_face == 0:
+                raise LipdubError(f"no face found in any frame of {face_path}")
+            start = time.perf_counter()
+        clock.add("encode", start)
+        frames = writer.frames_written
 
     untouched = frames - frames_with_face
     if untouched:

@@ -46,7 +46,12 @@ class FaceTrack:
     frames: int = 0
     found: list[bool] = field(default_factory=list)
     landmarks: list[np.ndarray | None] = field(default_factory=list)  # (478, 2) frame pixels
-    lower_halves: list[np.ndarray] = field(default_factory=list)      # only while embedding
+
+    def add(self, face) -> None:
+        """Record one frame's tracked face (None when no face was found)."""
+        self.frames += 1
+        self.found.append(face is not None)
+        self.landmarks.append(None if face is None else face.landmarks.astype(np.float32))
 
 
 def mouth_box(landmarks: np.ndarray, frame_shape: tuple[int, int], margin: float = MOUTH_BOX_MARGIN) -> tuple[int, int, int, int]:
@@ -105,9 +110,7 @@ def sync_report(video: Path, audio: Path | None, judge, max_offset: int = 15,
     for index, (image, face, fps) in enumerate(_tracked_frames(video)):
         if track is None:
             track = FaceTrack(fps=fps)
-        track.frames += 1
-        track.found.append(face is not None)
-        track.landmarks.append(None if face is None else face.landmarks.astype(np.float32))
+        track.add(face)
         if face is not None:
             region = crop_region(face.box, image.shape[:2])
             last_half = extract_crop(image, region, CROP_SIZE).image[CROP_SIZE // 2 :]
@@ -153,9 +156,7 @@ def compare_report(video: Path, reference: Path, track: FaceTrack, reference_tra
     if reference_track is None:
         reference_track = FaceTrack(fps=track.fps)
         for image, face, fps in _tracked_frames(reference):
-            reference_track.frames += 1
-            reference_track.found.append(face is not None)
-            reference_track.landmarks.append(None if face is None else face.landmarks.astype(np.float32))
+            reference_track.add(face)
     count = min(track.frames, reference_track.frames)
     both = [i for i in range(count) if track.landmarks[i] is not None and reference_track.landmarks[i] is not None]
     mouth: dict = {"frames_compared": len(both)}
