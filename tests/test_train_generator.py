@@ -95,6 +95,47 @@ def test_run_artefacts_and_exact_resume(dataset, expert_path, tmp_path):
         assert torch.allclose(value.float(), b["extra"]["disc"][key].float(), atol=1e-5), key
 
 
+@pytest.mark.parametrize("architecture", ["compact", "wav2lip"])
+def test_discriminators_share_one_contract(architecture):
+    from lipdub.train.generator import build_discriminator
+
+    disc = build_discriminator(architecture).eval()
+    with torch.no_grad():
+        verdict = disc(torch.rand(2, 3, 5, 96, 96))
+    assert verdict.shape == (10, 1) and bool(((verdict > 0) & (verdict < 1)).all())
+
+
+def test_compact_discriminator_learns_sharp_from_blurred(dataset):
+    """The GAN stage's premise: a few steps suffice for the discriminator to tell real mouths
+    from L1-style blurred ones on held-out windows."""
+    from torch.nn import functional as F
+
+    from lipdub.train.generator import build_discriminator
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    windows = GeneratorWindows(load_dataset(dataset, "train"), seed=0)
+    real = torch.stack([windows[i]["gt"] for i in range(8)])
+
+    def blur(x):
+        folded = x.transpose(1, 2).flatten(0, 1)
+        return F.avg_pool2d(folded, 5, stride=1, padding=2, count_include_pad=False).view_as(x.transpose(1, 2)).transpose(1, 2)
+
+    disc = build_discriminator("compact")
+    optimizer = torch.optim.Adam(disc.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    losses = []
+    for _ in range(30):
+        loss = F.binary_cross_entropy(disc(real), torch.ones(40, 1)) + F.binary_cross_entropy(disc(blur(real)), torch.zeros(40, 1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+    held_out = torch.stack([windows[i]["gt"] for i in range(100, 104)])
+    with torch.no_grad():
+        assert disc(held_out).mean() > disc(blur(held_out)).mean() + 0.2
+
+
 def test_split_clip_keeps_audio_aligned(dataset):
     clip = load_dataset(dataset, "val")[0]
     head, tail = split_clip(clip, 0.7)

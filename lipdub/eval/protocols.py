@@ -75,6 +75,7 @@ def reconstruct(clip: Path, protocol: str, output: Path, **sync_options) -> Path
 
 def _row(name: str, report: dict) -> dict:
     mouth = report.get("mouth") or {}
+    image = report.get("image") or {}
     return {
         "clip": name,
         "lse_d": report["sync"]["lse_d"],
@@ -82,6 +83,7 @@ def _row(name: str, report: dict) -> dict:
         "av_offset": report["sync"]["av_offset_frames"],
         "lmd": mouth.get("lmd"),
         "aperture_r": mouth.get("aperture_correlation"),
+        "sharpness": image.get("mouth_sharpness_ratio"),
     }
 
 
@@ -89,8 +91,9 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
                  progress: Callable[[int, int, str], None] | None = None, **sync_options) -> dict:
     """Run ``protocol`` over ``clips``; returns {"protocol", "judge", "rows": [...], "mean": {...}}.
 
-    Each row holds the generated clip's LSE-D/LSE-C/AV offset (its audio = the clip's own), LMD and
-    mouth-aperture correlation against the real clip, and the real clip's own LSE-D/LSE-C.
+    Each row holds the generated clip's LSE-D/LSE-C/AV offset (its audio = the clip's own), LMD,
+    mouth-aperture correlation and mouth sharpness (Laplacian variance, generated / real; 1 = as
+    sharp as the real mouth) against the real clip, and the real clip's own LSE-D/LSE-C.
     """
     from lipdub.eval.report import evaluate
 
@@ -126,8 +129,8 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
 
 def format_table(result: dict) -> str:
     """Markdown table of `evaluate_set`'s result, one row per clip and the mean."""
-    header = ("| clip | LSE-D | LSE-C | offset | LMD | aperture r | real LSE-D | real LSE-C | real offset |\n"
-              "|---|---|---|---|---|---|---|---|---|")
+    header = ("| clip | LSE-D | LSE-C | offset | LMD | aperture r | mouth sharpness | real LSE-D | real LSE-C | real offset |\n"
+              "|---|---|---|---|---|---|---|---|---|---|")
 
     def cell(value, digits=3):
         return "n/a" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
@@ -136,7 +139,7 @@ def format_table(result: dict) -> str:
     for row in [*result["rows"], {"clip": "**mean**", **result["mean"]}]:
         lines.append("| " + " | ".join([
             row["clip"], cell(row.get("lse_d")), cell(row.get("lse_c")), cell(row.get("av_offset"), 1),
-            cell(row.get("lmd"), 4), cell(row.get("aperture_r")), cell(row.get("real_lse_d")),
+            cell(row.get("lmd"), 4), cell(row.get("aperture_r")), cell(row.get("sharpness")), cell(row.get("real_lse_d")),
             cell(row.get("real_lse_c")), cell(row.get("real_av_offset"), 1),
         ]) + " |")
     return "\n".join(lines)

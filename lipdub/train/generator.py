@@ -11,8 +11,11 @@ Loss per step, as in Wav2Lip's ``hq_wav2lip_train.py``:
   ``sync_start_step``, then ramps linearly to ``sync_weight`` (0.03) over ``sync_ramp_steps``:
   early, blurry outputs give the expert nothing meaningful to judge (Wav2Lip switches it on once
   the L1 has converged enough).
-- gan (optional): Wav2Lip's visual-quality discriminator from ``disc_start_step`` on, weight
-  ``disc_weight`` (0.07); with minutes of data it mostly sharpens teeth and lips late in training.
+- gan (optional): a visual-quality discriminator on the mouth half from ``disc_start_step`` on,
+  weight ``disc_weight`` (0.07): Wav2Lip's own (``disc_architecture="wav2lip"``, 14 M) or lipdub's
+  PatchGAN-style ``CompactDiscriminator`` (0.46 M, the default: affordable on a CPU and slower to
+  memorise minutes of mouths). L1 alone averages the possible mouths into a blur; the GAN term
+  pushes towards one sharp mouth.
 
 Little data: the samplers augment (shift/scale, colour, flip, mel gain/noise) and the reference
 window is drawn at least ``reference_gap`` frames away so the mouth cannot be copied.
@@ -78,6 +81,7 @@ class GeneratorTrainConfig:
     sync_ramp_steps: int = 500
     disc_weight: float = 0.07
     disc_start_step: int | None = None  # None = no GAN stage
+    disc_architecture: str = "compact"  # "compact" (CompactDiscriminator, 0.46 M) | "wav2lip" (14.1 M)
     disc_lr: float = 1e-4
     init_checkpoint: str | None = None  # start from these generator weights (fine-tuning)
     val_windows: int = 64
@@ -98,6 +102,18 @@ def build_generator(architecture: str, width: float = 1.0) -> nn.Module:
 
         return Wav2Lip()
     raise LipdubError(f"unknown generator architecture {architecture!r} (compact | wav2lip)")
+
+
+def build_discriminator(architecture: str) -> nn.Module:
+    if architecture == "compact":
+        from lipdub.models.compact_discriminator import CompactDiscriminator
+
+        return CompactDiscriminator()
+    if architecture == "wav2lip":
+        from lipdub.models.discriminator import VisualQualityDiscriminator
+
+        return VisualQualityDiscriminator()
+    raise LipdubError(f"unknown discriminator architecture {architecture!r} (compact | wav2lip)")
 
 
 def ramp_weight(step: int, start: int, ramp_steps: int, final: float) -> float:
@@ -204,9 +220,7 @@ class _Trainer:
                 p.requires_grad_(False)
         disc = disc_optimizer = None
         if config.disc_start_step is not None:
-            from lipdub.models.discriminator import VisualQualityDiscriminator
-
-            disc = VisualQualityDiscriminator().to(device)
+            disc = build_discriminator(config.disc_architecture).to(device)
             disc_optimizer = torch.optim.Adam(disc.parameters(), lr=config.disc_lr, betas=(0.5, 0.999))
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.5, 0.999))
         return cls(config, device, model, optimizer, common.make_scaler(device, config.amp), expert, disc, disc_optimizer)

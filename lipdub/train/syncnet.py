@@ -265,6 +265,71 @@ def offset_windows(embeddings: ClipEmbeddings, window: int, max_offset: int) -> 
     return windows
 
 
+@dataclass
+class ClipOffsets:
+    """What an expert says about one clip's audio-visual alignment.
+
+    ``window_offsets``: the best audio shift (frames) of each non-overlapping window;
+    ``clip_offset``: the best shift of the curve averaged over the whole clip (syncnet_python's
+    per-video offset) and ``confidence`` its median - minimum distance. A clip whose recording
+    carries its own lag (common in broadcast footage) shows windows clustered around a non-zero
+    ``clip_offset``: the expert is consistent, the file's "0" is not true sync.
+    """
+
+    clip_id: str
+    window_offsets: list[int]
+    clip_offset: int
+    confidence: float
+
+    def hits(self, around: int = 0, tolerance: int = 1) -> int:
+        """Windows whose best shift is within +-``tolerance`` frames of ``around``."""
+        return sum(abs(o - around) <= tolerance for o in self.window_offsets)
+
+
+def whole_clip_curve(embeddings: ClipEmbeddings, max_offset: int) -> np.ndarray | None:
+    """Mean distance per shift over every face window that has audio at all shifts, or None."""
+    n_faces, n_audio = len(embeddings.face), len(embeddings.audio)
+    face_ok = ~np.isnan(embeddings.face).any(axis=1)
+    starts = np.arange(max_offset, min(n_faces, n_audio - max_offset))
+    starts = starts[face_ok[starts]] if len(starts) else starts
+    if len(starts) == 0:
+        return None
+    return offset_distances(embeddings.face, embeddings.audio, starts, max_offset)
+
+
+def clip_offsets(
+    model: nn.Module,
+    clips: Sequence[Clip],
+    window_seconds: float = 1.0,
+    max_offset: int = 15,
+    device: torch.device | None = None,
+) -> list[ClipOffsets]:
+    """Per clip with audio: the best shift of each ``window_seconds`` window and of the whole clip,
+    searched over -max_offset .. +max_offset frames (windows as in :func:`offset_windows`)."""
+    model_was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for clip in clips:
+            if clip.mel is None:
+                continue
+            embeddings = clip_embeddings(model, clip, device)
+            window = max(1, int(round(clip.fps * window_seconds)))
+            offsets = [
+                int(np.argmin(offset_distances(embeddings.face, embeddings.audio, starts, max_offset))) - max_offset
+                for starts in offset_windows(embeddings, window, max_offset)
+            ]
+            curve = whole_clip_curve(embeddings, max_offset)
+            if curve is None:
+                best, confidence = 0, 0.0
+            else:
+                best, confidence = int(np.argmin(curve)) - max_offset, float(np.median(curve) - curve.min())
+            out.append(ClipOffsets(clip.clip_id, offsets, best, confidence))
+    finally:
+        model.train(model_was_training)
+    return out
+
+
 def offset_detection_accuracy(
     model: nn.Module,
     clips: Sequence[Clip],
@@ -279,25 +344,11 @@ def offset_detection_accuracy(
     Windows are ``round(fps * window_seconds)`` frames, non-overlapping, all with a face. A
     random expert scores about (2 * tolerance + 1) / (2 * max_offset + 1) (= 0.10 by default).
     """
-    model_was_training = model.training
-    model.eval()
-    hits = total = 0
-    try:
-        for clip in clips:
-            if clip.mel is None:
-                continue
-            embeddings = clip_embeddings(model, clip, device)
-            window = max(1, int(round(clip.fps * window_seconds)))
-            for starts in offset_windows(embeddings, window, max_offset):
-                distances = offset_distances(embeddings.face, embeddings.audio, starts, max_offset)
-                best = int(np.argmin(distances)) - max_offset
-                hits += abs(best) <= tolerance
-                total += 1
-    finally:
-        model.train(model_was_training)
+    per_clip = clip_offsets(model, clips, window_seconds, max_offset, device)
+    total = sum(len(c.window_offsets) for c in per_clip)
     if total == 0:
         raise LipdubError(f"no clip is long enough for a {window_seconds:g} s window with +-{max_offset} frames of shift")
-    return hits / total
+    return sum(c.hits(0, tolerance) for c in per_clip) / total
 
 
 @torch.no_grad()
