@@ -121,8 +121,40 @@ def read_clips_table(dataset: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def load_clip_dir(clip_dir: Path, row: dict[str, str]) -> Clip:
-    """Load clips/<clip_id>/ (frames.mp4, audio.wav when has_audio, landmarks.npz) into a Clip."""
+#: Optional per-dataset table of measured audio lags (``lipdub align-dataset``): clip_id, av_offset
+#: (frames; the audio of frame t sits at frame t + av_offset in the file), confidence, judge. Kept
+#: apart from clips.csv so that re-running ``lipdub preprocess`` never drops it.
+AV_OFFSETS_FILE = "av_offsets.csv"
+
+
+def read_av_offsets(dataset: Path) -> dict[str, int]:
+    """clip_id -> av_offset from the dataset's av_offsets.csv ({} when there is none)."""
+    path = Path(dataset) / AV_OFFSETS_FILE
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as handle:
+        return {row["clip_id"]: int(row["av_offset"]) for row in csv.DictReader(handle) if row.get("av_offset", "").strip()}
+
+
+def shift_mel(mel: np.ndarray, av_offset: int, fps: float, config: MelConfig = MEL_CONFIG) -> np.ndarray:
+    """The log-mel re-timed so that frame t pairs with audio recorded ``av_offset`` frames later.
+
+    A clip whose audio lags its picture by k frames (k > 0) loses its first round(k / fps * 80)
+    columns; a clip whose audio leads (k < 0) gets that many columns of the clip's quietest level
+    in front. Pairing code downstream then needs no notion of offsets.
+    """
+    columns = int(round(av_offset / fps * config.frames_per_second))
+    if columns > 0:
+        return np.ascontiguousarray(mel[:, columns:])
+    if columns < 0:
+        silence = np.full((mel.shape[0], -columns), mel.min(), dtype=mel.dtype)
+        return np.concatenate([silence, mel], axis=1)
+    return mel
+
+
+def load_clip_dir(clip_dir: Path, row: dict[str, str], av_offset: int = 0) -> Clip:
+    """Load clips/<clip_id>/ (frames.mp4, audio.wav when has_audio, landmarks.npz) into a Clip,
+    its audio re-timed by ``av_offset`` frames (see :func:`shift_mel`)."""
     frames = read_frames(clip_dir / "frames.mp4")
     valid = np.ones(len(frames), dtype=bool)
     lips = None
@@ -138,7 +170,7 @@ def load_clip_dir(clip_dir: Path, row: dict[str, str]) -> Clip:
     mel = None
     audio = clip_dir / "audio.wav"
     if str(row.get("has_audio", "1")) == "1" and audio.is_file():
-        mel = melspectrogram(read_wav_mono16k(audio), MEL_CONFIG)
+        mel = shift_mel(melspectrogram(read_wav_mono16k(audio), MEL_CONFIG), av_offset, float(row["fps"]))
     return Clip(
         clip_id=row.get("clip_id", clip_dir.name),
         frames=frames[:count],
@@ -158,7 +190,8 @@ def load_dataset(
     kinds: Sequence[str] | None = None,
     require_audio: bool = True,
 ) -> list[Clip]:
-    """All clips of one split ("train" | "val" | "all"), decoded into memory.
+    """All clips of one split ("train" | "val" | "all"), decoded into memory, audio re-timed by
+    the dataset's av_offsets.csv when it has one.
 
     ``kinds`` keeps only those kinds (e.g. ("real", "synthetic") for sync training: the
     expressive clips' audio is not the person's speech). ``require_audio`` drops clips without
@@ -166,6 +199,7 @@ def load_dataset(
     """
     path = Path(path)
     rows = read_clips_table(path)
+    offsets = read_av_offsets(path)
     clips = []
     for row in rows:
         if split != "all" and row["split"] != split:
@@ -174,7 +208,7 @@ def load_dataset(
             continue
         if require_audio and str(row.get("has_audio", "1")) != "1":
             continue
-        clips.append(load_clip_dir(path / "clips" / row["clip_id"], row))
+        clips.append(load_clip_dir(path / "clips" / row["clip_id"], row, offsets.get(row["clip_id"], 0)))
     log.info("loaded %d %s clips (%d frames) from %s", len(clips), split, sum(len(c.frames) for c in clips), path)
     return clips
 

@@ -47,6 +47,7 @@ from lipdub.train.data import (
     Clip,
     GeneratorWindows,
     load_clip_dir,
+    read_av_offsets,
     load_dataset,
     read_clips_table,
 )
@@ -395,13 +396,13 @@ def load_single_clip(source: Path, clip_id: str | None = None) -> Clip:
         if len(rows) > 1 and clip_id is None:
             log.warning("%s holds %d clips; personalising on the longest", source, len(rows))
             rows.sort(key=lambda r: -int(r["frames"]))
-        return load_clip_dir(source / "clips" / rows[0]["clip_id"], rows[0])
+        return load_clip_dir(source / "clips" / rows[0]["clip_id"], rows[0], read_av_offsets(source).get(rows[0]["clip_id"], 0))
     if (source / "frames.mp4").is_file():
         table = source.parent.parent / "clips.csv"  # a clip directory inside a dataset: use its row
         if table.is_file():
             rows = [r for r in read_clips_table(source.parent.parent) if r["clip_id"] == source.name]
             if rows:
-                return load_clip_dir(source, rows[0])
+                return load_clip_dir(source, rows[0], read_av_offsets(source.parent.parent).get(source.name, 0))
         row = {"clip_id": source.name, "fps": str(_video_fps(source / "frames.mp4")), "has_audio": "1", "split": "train"}
         if (source / "clip.json").is_file():  # preprocess's per-clip record, when present
             meta = json.loads((source / "clip.json").read_text())

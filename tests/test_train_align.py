@@ -1,0 +1,79 @@
+"""Audio-lag correction of datasets: the re-timing, the decisions, the table file, the command."""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lipdub.train.align import align_dataset, decide_offsets, write_av_offsets
+from lipdub.train.data import AV_OFFSETS_FILE, load_dataset, read_av_offsets, shift_mel
+from lipdub.train.syncnet import ClipOffsets
+from lipdub.train.synthetic import default_specs, write_synthetic_dataset
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return write_synthetic_dataset(tmp_path / "ds", default_specs(frames=90))
+
+
+def test_shift_mel_by_known_amounts():
+    mel = np.tile(np.arange(100, dtype=np.float32), (80, 1))  # column c holds c
+    late = shift_mel(mel, 2, 25.0)  # 2 frames at 25 fps = 6.4 columns -> 6
+    assert late.shape == (80, 94) and late[0, 0] == 6.0
+    early = shift_mel(mel, -1, 25.0)  # 3.2 -> 3 columns of the quietest level in front
+    assert early.shape == (80, 103) and early[0, :3].tolist() == [0.0, 0.0, 0.0] and early[0, 3] == 0.0 and early[0, 4] == 1.0
+    assert shift_mel(mel, 0, 30.0) is mel
+    assert shift_mel(mel, 3, 30.0)[0, 0] == 8.0  # 3 frames at 30 fps = 8 columns
+
+
+def test_loading_applies_recorded_offsets(dataset):
+    before = {c.clip_id: c.mel for c in load_dataset(dataset, "all")}
+    (dataset / AV_OFFSETS_FILE).write_text("clip_id,av_offset,confidence,judge\na1,2,0.2,test\n")
+    after = {c.clip_id: c.mel for c in load_dataset(dataset, "all")}
+    assert np.array_equal(after["a1"], before["a1"][:, 6:])  # 25 fps
+    assert np.array_equal(after["b1"], before["b1"])
+
+
+def test_decisions_keep_failed_measurements_out():
+    measured = [ClipOffsets("a", [2, 2], 2, 0.12), ClipOffsets("b", [9], 9, 0.2), ClipOffsets("c", [1], 1, 0.01),
+                ClipOffsets("d", [-1], -1, 0.1)]
+    decisions = {d.clip_id: d for d in decide_offsets(measured, {"d": 3}, min_confidence=0.05, max_shift=6)}
+    assert (decisions["a"].new, decisions["a"].reason) == (2, "")
+    assert decisions["b"].new == 0 and "beyond" in decisions["b"].reason
+    assert decisions["c"].new == 0 and decisions["c"].reason == "low confidence"
+    assert (decisions["d"].previous, decisions["d"].new) == (3, 2)  # a residual adds to what was recorded
+
+
+def test_table_is_merged_and_dry_runs_write_nothing(dataset):
+    first = decide_offsets([ClipOffsets("a1", [1], 1, 0.1)], {}, 0.05, 6)
+    write_av_offsets(dataset, first, "judge-1")
+    calls = []
+
+    def measure(clips):
+        calls.append([c.clip_id for c in clips])
+        return [ClipOffsets("b1", [-2], -2, 0.3), ClipOffsets("a1", [0], 0, 0.3)]
+
+    clips = load_dataset(dataset, "train")
+    align_dataset(dataset, clips, measure, "judge-2", dry_run=True)
+    assert read_av_offsets(dataset) == {"a1": 1}
+    decisions = align_dataset(dataset, clips, measure, "judge-2")
+    assert calls[0] == [c.clip_id for c in clips] and [d.new for d in decisions] == [-2, 1]
+    assert read_av_offsets(dataset) == {"a1": 1, "b1": -2}
+    with open(dataset / AV_OFFSETS_FILE, newline="") as handle:
+        rows = {r["clip_id"]: r for r in csv.DictReader(handle)}
+    assert rows["a1"]["judge"] == "judge-2" and rows["b1"]["confidence"] == "0.3000"
+
+
+def test_align_dataset_cli_dry_run(dataset):
+    from lipdub.eval.judge import bundled_judge_path
+
+    if bundled_judge_path() is None:
+        pytest.skip("no bundled SyncNet judge in this install")
+    result = subprocess.run([sys.executable, "-m", "lipdub", "align-dataset", str(dataset), "--dry-run"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and not line.startswith("| clip")]
+    assert sorted(r.split(" | ")[0][2:] for r in rows) == ["a1", "b1", "c1", "d1"]
+    assert "dry run: nothing written" in result.stdout and not (dataset / AV_OFFSETS_FILE).exists()
