@@ -382,7 +382,8 @@ def evaluate_expert_command(
     consistent = sum(c.hits(c.clip_offset) for c in per_clip) / windows
     from lipdub.train.data import read_av_offsets
 
-    retimed = sum(1 for c in per_clip if read_av_offsets(dataset).get(c.clip_id, 0))
+    recorded = read_av_offsets(dataset)
+    retimed = sum(1 for c in per_clip if recorded.get(c.clip_id, 0))
     if retimed:
         typer.echo(f"note: {retimed} clips are re-timed by {dataset / 'av_offsets.csv'}; offsets are measured after that")
     typer.echo(f"{expert.name} on {len(per_clip)} {split} clips ({', '.join(kinds)}), {window_seconds:g} s windows, "
