@@ -77,3 +77,14 @@ def test_align_dataset_cli_dry_run(dataset):
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and not line.startswith("| clip")]
     assert sorted(r.split(" | ")[0][2:] for r in rows) == ["a1", "b1", "c1", "d1"]
     assert "dry run: nothing written" in result.stdout and not (dataset / AV_OFFSETS_FILE).exists()
+
+
+def test_eval_expert_says_when_clips_are_retimed(dataset):
+    from lipdub.eval.judge import bundled_judge_path
+
+    if bundled_judge_path() is None:
+        pytest.skip("no bundled SyncNet judge in this install")
+    (dataset / AV_OFFSETS_FILE).write_text("clip_id,av_offset,confidence,judge\nd1,1,0.2,test\n")
+    result = subprocess.run([sys.executable, "-m", "lipdub", "eval-expert", str(dataset)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "note: 1 clips are re-timed by" in result.stdout
