@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from lipdub.models.conv import nonorm_Conv2d
-from lipdub.models.sequences import fold_time
+from lipdub.models.sequences import lower_half
 
 
 class CompactDiscriminator(nn.Module):
@@ -34,21 +33,9 @@ class CompactDiscriminator(nn.Module):
         )
         self.patch_logits = nn.Conv2d(8 * w, 1, kernel_size=3, stride=1, padding=1)  # 1 x 6 x 12
 
-    @staticmethod
-    def lower_half(face_sequences: torch.Tensor) -> torch.Tensor:
-        """(B, 3, [T,] H, W) -> (N, 3, H // 2 .. H, W): fold time, keep the mouth half."""
-        if face_sequences.dim() > 4:
-            face_sequences = fold_time(face_sequences)
-        return face_sequences[:, :, face_sequences.size(2) // 2 :]
-
     def forward(self, face_sequences: torch.Tensor) -> torch.Tensor:
-        x = self.lower_half(face_sequences) * 2.0 - 1.0  # centred input: no batch norm to do it
+        x = lower_half(face_sequences) * 2.0 - 1.0  # centred input: no batch norm to do it
         for block in self.face_encoder_blocks:
             x = block(x)
         logits = self.patch_logits(x).mean(dim=(1, 2, 3))  # one verdict per face
         return torch.sigmoid(logits).view(-1, 1)
-
-    def perceptual_forward(self, fake_face_sequences: torch.Tensor) -> torch.Tensor:
-        """The generator's GAN loss: BCE of the verdict on generated faces against "real"."""
-        pred = self.forward(fake_face_sequences)
-        return F.binary_cross_entropy(pred, torch.ones_like(pred))

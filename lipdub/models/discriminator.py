@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lipdub.models.conv import nonorm_Conv2d
-from lipdub.models.sequences import fold_time
+from lipdub.models.sequences import lower_half
 
 
 class VisualQualityDiscriminator(nn.Module):
@@ -52,15 +52,8 @@ class VisualQualityDiscriminator(nn.Module):
         )
         self.binary_pred = nn.Sequential(nn.Conv2d(512, 1, kernel_size=1, stride=1, padding=0), nn.Sigmoid())
 
-    @staticmethod
-    def lower_half(face_sequences: torch.Tensor) -> torch.Tensor:
-        """(B, 3, [T,] H, W) -> (N, 3, H // 2 .. H, W): fold time, keep the mouth half."""
-        if face_sequences.dim() > 4:
-            face_sequences = fold_time(face_sequences)
-        return face_sequences[:, :, face_sequences.size(2) // 2 :]
-
     def forward(self, face_sequences: torch.Tensor) -> torch.Tensor:
-        x = self.lower_half(face_sequences)  # (N, 3, 48, 96)
+        x = lower_half(face_sequences)  # (N, 3, 48, 96)
         for block in self.face_encoder_blocks:
             x = block(x)  # ... -> (N, 512, 1, 1)
         return self.binary_pred(x).view(len(x), -1)  # (N, 1)

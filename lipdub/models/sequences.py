@@ -26,3 +26,11 @@ def unfold_time(x: torch.Tensor, batch: int) -> torch.Tensor:
     """(T*B, C, H, W) -> (B, C, T, H, W), the inverse of :func:`fold_time`."""
     tb, c, h, w = x.shape
     return x.reshape(tb // batch, batch, c, h, w).permute(1, 2, 0, 3, 4)
+
+
+def lower_half(face_sequences: torch.Tensor) -> torch.Tensor:
+    """(B, 3, [T,] H, W) -> (N, 3, H // 2 .. H, W): fold time, keep the mouth half (what the
+    visual-quality discriminators judge: the half the generator paints)."""
+    if face_sequences.dim() > 4:
+        face_sequences = fold_time(face_sequences)
+    return face_sequences[:, :, face_sequences.size(2) // 2 :]
