@@ -340,6 +340,20 @@ def evaluate_set_command(
     typer.echo(table)
 
 
+def _dataset_and_rgb_judge(command: str, dataset: Path, split: str, kinds: list[str], judge: Optional[Path]):
+    """The clips of one split and an expert that reads lipdub's RGB crops (eval-expert, align-dataset)."""
+    from lipdub.eval.judge import load_judge
+    from lipdub.train.data import load_dataset
+
+    clips = load_dataset(dataset, split, kinds=kinds)
+    if not clips:
+        raise LipdubError(f"{dataset}: no {split} clips of kind {', '.join(kinds)} with audio")
+    expert = load_judge(judge)
+    if expert.channel_order != "rgb":
+        raise LipdubError(f"{command} reads lipdub datasets (RGB crops); a BGR expert needs its own protocol")
+    return clips, expert
+
+
 @app.command(name="eval-expert")
 def evaluate_expert_command(
     dataset: Path = typer.Argument(..., help="Dataset folder from `lipdub preprocess`."),
@@ -355,18 +369,12 @@ def evaluate_expert_command(
     shift. A clip recorded with a lag shows windows agreeing with each other but not with 0.
     """
     _configure_logging(False, False)
-    from lipdub.eval.judge import load_judge
-    from lipdub.train.data import SyncPairs, load_dataset
-    from lipdub.train.syncnet import clip_offsets, pair_accuracy
+    from lipdub.train.data import SyncPairs, read_av_offsets
+    from lipdub.train.syncnet import clip_offsets, pair_accuracy, window_hit_rate
 
     import torch
 
-    clips = load_dataset(dataset, split, kinds=kinds)
-    if not clips:
-        raise LipdubError(f"{dataset}: no {split} clips of kind {', '.join(kinds)} with audio")
-    expert = load_judge(judge)
-    if expert.channel_order != "rgb":
-        raise LipdubError("eval-expert reads lipdub datasets (RGB crops); a BGR expert needs its own protocol")
+    clips, expert = _dataset_and_rgb_judge("eval-expert", dataset, split, kinds, judge)
     per_clip = [c for c in clip_offsets(expert.network, clips, window_seconds=window_seconds) if c.window_offsets]
     if not per_clip:
         raise LipdubError(f"no clip is long enough for a {window_seconds:g} s window with +-15 frames of shift")
@@ -376,12 +384,9 @@ def evaluate_expert_command(
     for c in per_clip:
         typer.echo(f"| {c.clip_id} | {len(c.window_offsets)} | {c.hits(0)} | {c.clip_offset:+d} | {c.confidence:.3f} "
                    f"| {c.hits(c.clip_offset)} |")
-    windows = sum(len(c.window_offsets) for c in per_clip)
-    at_zero = sum(c.hits(0) for c in per_clip) / windows
+    at_zero = window_hit_rate(per_clip)
     per_clip_mean = sum(c.hits(0) / len(c.window_offsets) for c in per_clip) / len(per_clip)
-    consistent = sum(c.hits(c.clip_offset) for c in per_clip) / windows
-    from lipdub.train.data import read_av_offsets
-
+    consistent = window_hit_rate(per_clip, own_offset=True)
     recorded = read_av_offsets(dataset)
     retimed = sum(1 for c in per_clip if recorded.get(c.clip_id, 0))
     if retimed:
@@ -407,17 +412,10 @@ def align_dataset_command(
     Training and evaluation then re-time those clips' audio. A second run measures what is left after the recorded offsets and adds to it.
     """
     _configure_logging(False, False)
-    from lipdub.eval.judge import load_judge
     from lipdub.train.align import align_dataset
-    from lipdub.train.data import load_dataset
     from lipdub.train.syncnet import clip_offsets
 
-    clips = load_dataset(dataset, split, kinds=kinds)
-    if not clips:
-        raise LipdubError(f"{dataset}: no {split} clips of kind {', '.join(kinds)} with audio")
-    expert = load_judge(judge)
-    if expert.channel_order != "rgb":
-        raise LipdubError("align-dataset reads lipdub datasets (RGB crops); a BGR expert needs its own protocol")
+    clips, expert = _dataset_and_rgb_judge("align-dataset", dataset, split, kinds, judge)
     decisions = align_dataset(dataset, clips, lambda c: clip_offsets(expert.network, c), expert.name,
                               min_confidence=min_confidence, max_shift=max_shift, dry_run=dry_run)
     typer.echo("| clip | recorded before | measured | confidence | recorded now | note |")

@@ -345,10 +345,17 @@ def offset_detection_accuracy(
     random expert scores about (2 * tolerance + 1) / (2 * max_offset + 1) (= 0.10 by default).
     """
     per_clip = clip_offsets(model, clips, window_seconds, max_offset, device)
-    total = sum(len(c.window_offsets) for c in per_clip)
-    if total == 0:
+    if not any(c.window_offsets for c in per_clip):
         raise LipdubError(f"no clip is long enough for a {window_seconds:g} s window with +-{max_offset} frames of shift")
-    return sum(c.hits(0, tolerance) for c in per_clip) / total
+    return window_hit_rate(per_clip, tolerance=tolerance)
+
+
+def window_hit_rate(per_clip: Sequence[ClipOffsets], own_offset: bool = False, tolerance: int = 1) -> float:
+    """Fraction of all windows (of clips that have some) whose best shift is within +-``tolerance``
+    frames of 0, or of their own clip's offset with ``own_offset``."""
+    total = sum(len(c.window_offsets) for c in per_clip)
+    hits = sum(c.hits(c.clip_offset if own_offset else 0, tolerance) for c in per_clip)
+    return hits / total
 
 
 @torch.no_grad()
