@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lipdub.train.data import AV_OFFSETS_FILE, Clip, read_av_offsets
+from lipdub.train.preprocess import write_csv_atomic
 from lipdub.train.syncnet import ClipOffsets
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,7 @@ def write_av_offsets(dataset: Path, decisions: Sequence[OffsetDecision], judge_n
         if d.reason:
             continue
         rows[d.clip_id] = {"clip_id": d.clip_id, "av_offset": str(d.new), "confidence": f"{d.confidence:.4f}", "judge": judge_name}
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(AV_OFFSET_COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows[k] for k in sorted(rows))
-    tmp.replace(path)
+    write_csv_atomic(path, AV_OFFSET_COLUMNS, (rows[k] for k in sorted(rows)))
     return path
 
 

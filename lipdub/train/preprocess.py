@@ -60,6 +60,7 @@ __all__ = [
     "PreprocessReport",
     "SAMPLE_RATE",
     "assign_splits",
+    "write_csv_atomic",
     "clip_id_for",
     "clip_kind",
     "find_media",
@@ -472,7 +473,7 @@ def _read_skipped(path: Path) -> dict[str, str]:
         return {row["source"]: row["reason"] for row in csv.DictReader(handle) if row.get("source")}
 
 
-def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, str]]) -> None:
+def write_csv_atomic(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, str]]) -> None:
     """Write atomically: a reader never sees half a table."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as handle:
@@ -618,8 +619,8 @@ def preprocess(
 
     splits = assign_splits(records.values(), config)
     ordered = sorted(records.values(), key=lambda r: (r.source, r.clip_id))
-    _write_csv(dataset / "clips.csv", CLIP_COLUMNS, (r.row(splits[r.speaker]) for r in ordered))
-    _write_csv(dataset / "skipped.csv", SKIPPED_COLUMNS,
+    write_csv_atomic(dataset / "clips.csv", CLIP_COLUMNS, (r.row(splits[r.speaker]) for r in ordered))
+    write_csv_atomic(dataset / "skipped.csv", SKIPPED_COLUMNS,
                ({"source": s, "reason": reason} for s, reason in sorted(skipped.items())))
 
     from lipdub import __version__

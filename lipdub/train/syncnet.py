@@ -291,7 +291,7 @@ def whole_clip_curve(embeddings: ClipEmbeddings, max_offset: int) -> np.ndarray 
     n_faces, n_audio = len(embeddings.face), len(embeddings.audio)
     face_ok = ~np.isnan(embeddings.face).any(axis=1)
     starts = np.arange(max_offset, min(n_faces, n_audio - max_offset))
-    starts = starts[face_ok[starts]] if len(starts) else starts
+    starts = starts[face_ok[starts]]
     if len(starts) == 0:
         return None
     return offset_distances(embeddings.face, embeddings.audio, starts, max_offset)
