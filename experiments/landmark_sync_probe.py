@@ -8,7 +8,7 @@ audio shift of each 1-second window (searched over +-15 frames). If this model, 
 visual features with the pixel expert, finds the same non-zero shift on a clip, the shift belongs
 to the recording, not to either model.
 
-    python experiments/landmark_sync_probe.py DATASET [--steps 500]
+    python experiments/landmark_sync_probe.py DATASET [--steps 500] [--split val]
 
 Result on datasets/shared-v1 (2-core CPU, ~6 min): see docs/model-card.md ("What the held-out
 offset figure measures").
@@ -57,10 +57,11 @@ def main() -> None:
     parser.add_argument("dataset")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--split", default="val", help="which clips to measure (e.g. heldout in a cross_fit_offsets.py fold view)")
     args = parser.parse_args()
     torch.manual_seed(0)
     train = load_dataset(args.dataset, "train", kinds=["real", "synthetic"])
-    held_out = load_dataset(args.dataset, "val", kinds=["real"])
+    held_out = load_dataset(args.dataset, args.split, kinds=["real"])
     centre_lip_shapes(train)
     centre_lip_shapes(held_out)
     scale = torch.from_numpy(np.concatenate([c.lips[c.valid] for c in train]).std(axis=0) + 1e-4)
@@ -110,7 +111,9 @@ def main() -> None:
                 int(np.argmin(expert_training.offset_distances(embeddings.face, embeddings.audio, s, 15))) - 15
                 for s in expert_training.offset_windows(embeddings, window, 15)
             ]
-            print(f"{clip.clip_id}: {len(best)} windows, best shifts {collections.Counter(best).most_common(4)}")
+            curve = expert_training.whole_clip_curve(embeddings, 15)
+            whole = "none" if curve is None else f"{int(np.argmin(curve)) - 15:+d} (confidence {float(np.median(curve) - curve.min()):.3f})"
+            print(f"{clip.clip_id}: whole clip {whole}; {len(best)} windows, best shifts {collections.Counter(best).most_common(4)}")
 
 
 if __name__ == "__main__":

@@ -405,6 +405,7 @@ def align_dataset_command(
     kinds: list[str] = typer.Option(["real", "synthetic"], "--kind", help="Clip kinds to measure (repeatable)."),
     min_confidence: float = typer.Option(0.05, "--min-confidence", help="Apply a clip's offset only when its whole-clip confidence reaches this."),
     max_shift: int = typer.Option(6, "--max-shift", help="Never record more than this many frames of lag (larger = a failed measurement)."),
+    min_shift: int = typer.Option(2, "--min-shift", help="Leave a clip alone when the measured lag is smaller than this (1 frame is within an expert's precision)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the measurements, write nothing."),
 ) -> None:
     """Measure each clip's audio lag with a sync expert and record it in DATASET/av_offsets.csv.
@@ -417,7 +418,7 @@ def align_dataset_command(
 
     clips, expert = _dataset_and_rgb_judge("align-dataset", dataset, split, kinds, judge)
     decisions = align_dataset(dataset, clips, lambda c: clip_offsets(expert.network, c), expert.name,
-                              min_confidence=min_confidence, max_shift=max_shift, dry_run=dry_run)
+                              min_confidence=min_confidence, max_shift=max_shift, min_shift=min_shift, dry_run=dry_run)
     typer.echo("| clip | recorded before | measured | confidence | recorded now | note |")
     typer.echo("|---|---:|---:|---:|---:|---|")
     for d in decisions:

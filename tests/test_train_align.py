@@ -39,15 +39,25 @@ def test_loading_applies_recorded_offsets(dataset):
 def test_decisions_keep_failed_measurements_out():
     measured = [ClipOffsets("a", [2, 2], 2, 0.12), ClipOffsets("b", [9], 9, 0.2), ClipOffsets("c", [1], 1, 0.01),
                 ClipOffsets("d", [-1], -1, 0.1)]
-    decisions = {d.clip_id: d for d in decide_offsets(measured, {"d": 3}, min_confidence=0.05, max_shift=6)}
+    decisions = {d.clip_id: d for d in decide_offsets(measured, {"d": 3}, min_confidence=0.05, max_shift=6, min_shift=1)}
     assert (decisions["a"].new, decisions["a"].reason) == (2, "")
     assert decisions["b"].new == 0 and "beyond" in decisions["b"].reason
     assert decisions["c"].new == 0 and decisions["c"].reason == "low confidence"
     assert (decisions["d"].previous, decisions["d"].new) == (3, 2)  # a residual adds to what was recorded
 
 
+def test_one_frame_residuals_are_left_alone_by_default():
+    measured = [ClipOffsets("a", [1, 1], 1, 0.3), ClipOffsets("b", [-1], -1, 0.3), ClipOffsets("c", [2], 2, 0.3),
+                ClipOffsets("d", [0], 0, 0.3)]
+    decisions = {d.clip_id: d for d in decide_offsets(measured, {"b": 2}, min_confidence=0.05, max_shift=6)}
+    assert (decisions["a"].new, decisions["a"].reason) == (0, "under 2 frames")
+    assert (decisions["b"].new, decisions["b"].reason) == (2, "under 2 frames")  # the recorded lag stays
+    assert (decisions["c"].new, decisions["c"].reason) == (2, "")
+    assert (decisions["d"].new, decisions["d"].reason) == (0, "")
+
+
 def test_table_is_merged_and_dry_runs_write_nothing(dataset):
-    first = decide_offsets([ClipOffsets("a1", [1], 1, 0.1)], {}, 0.05, 6)
+    first = decide_offsets([ClipOffsets("a1", [1], 1, 0.1)], {}, 0.05, 6, min_shift=1)
     write_av_offsets(dataset, first, "judge-1")
     calls = []
 

@@ -41,15 +41,23 @@ class OffsetDecision:
 
 
 def decide_offsets(
-    measurements: Sequence[ClipOffsets], previous: dict[str, int], min_confidence: float, max_shift: int
+    measurements: Sequence[ClipOffsets],
+    previous: dict[str, int],
+    min_confidence: float,
+    max_shift: int,
+    min_shift: int = 2,
 ) -> list[OffsetDecision]:
-    """Apply a measured offset only when it is confident and the total stays within ``max_shift``:
-    a low-confidence or implausibly large shift (a failed measurement, not a lag) keeps the old value."""
+    """Apply a measured offset only when it is confident, at least ``min_shift`` frames, and the
+    total stays within ``max_shift``: a low-confidence or implausibly large shift (a failed
+    measurement, not a lag) keeps the old value, and so does a one-frame residual, which is within
+    an expert's precision (offset detection itself counts +-1 frame as a hit)."""
     decisions = []
     for m in measurements:
         old = previous.get(m.clip_id, 0)
         total = old + m.clip_offset
-        if m.confidence < min_confidence:
+        if 0 < abs(m.clip_offset) < min_shift:
+            decisions.append(OffsetDecision(m.clip_id, old, m.clip_offset, m.confidence, old, f"under {min_shift} frames"))
+        elif m.confidence < min_confidence:
             decisions.append(OffsetDecision(m.clip_id, old, m.clip_offset, m.confidence, old, "low confidence"))
         elif abs(total) > max_shift:
             decisions.append(OffsetDecision(m.clip_id, old, m.clip_offset, m.confidence, old, f"beyond +-{max_shift} frames"))
@@ -80,10 +88,11 @@ def align_dataset(
     judge_name: str,
     min_confidence: float = 0.05,
     max_shift: int = 6,
+    min_shift: int = 2,
     dry_run: bool = False,
 ) -> list[OffsetDecision]:
     """Measure ``clips`` (loaded with the offsets already recorded) and record the new offsets."""
-    decisions = decide_offsets(measure(clips), read_av_offsets(dataset), min_confidence, max_shift)
+    decisions = decide_offsets(measure(clips), read_av_offsets(dataset), min_confidence, max_shift, min_shift)
     if not dry_run:
         write_av_offsets(dataset, decisions, judge_name)
         log.info("recorded %d offsets in %s", sum(not d.reason for d in decisions), Path(dataset) / AV_OFFSETS_FILE)
