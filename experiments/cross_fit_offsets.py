@@ -16,7 +16,9 @@ kinds). This script does the bookkeeping around the ordinary commands:
 ``split`` writes dataset views (a relabelled clips.csv beside a link to DATASET's clips): the
 fold's own clips get split "heldout", so ``train syncnet`` never loads them and ``align-dataset
 --split heldout`` measures only them. ``merge`` writes a view ALIGNED of DATASET whose
-av_offsets.csv holds every fold's measurements. Result on datasets/shared-v1: docs/model-card.md.
+av_offsets.csv holds every fold's measurements. Confirm them with a second measurer before training
+on ALIGNED: on datasets/shared-v1 the fold experts' lags were contradicted by the landmark probe
+(docs/model-card.md, "Are the training clips in sync?"; raw output in docs/runs/cross-fit/).
 """
 
 from __future__ import annotations
