@@ -8,7 +8,7 @@ audio shift of each 1-second window (searched over +-15 frames). If this model, 
 visual features with the pixel expert, finds the same non-zero shift on a clip, the shift belongs
 to the recording, not to either model.
 
-    python experiments/landmark_sync_probe.py DATASET [--steps 500] [--split val]
+    python experiments/landmark_sync_probe.py DATASET [--steps 500] [--split val] [--record]
 
 Result on datasets/shared-v1 (2-core CPU, ~6 min): see docs/model-card.md ("What the held-out
 offset figure measures").
@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from lipdub.models.compact_syncnet import CompactSyncNet
 from lipdub.train import syncnet as expert_training
+from lipdub.train.align import align_dataset
 from lipdub.train.data import LIP_FEATURES, SYNC_FRAMES, AugmentConfig, SyncCandidates, augment_mel, load_dataset, mel_window
 
 
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--split", default="val", help="which clips to measure (e.g. heldout in a cross_fit_offsets.py fold view)")
+    parser.add_argument("--record", action="store_true", help="record the measured lags in DATASET/av_offsets.csv, as align-dataset does")
     args = parser.parse_args()
     torch.manual_seed(0)
     train = load_dataset(args.dataset, "train", kinds=["real", "synthetic"])
@@ -94,27 +96,38 @@ def main() -> None:
             print(f"step {step} loss {loss.item():.3f}", flush=True)
 
     probe.eval()
-    with torch.no_grad():
-        for clip in held_out:
-            n_audio = expert_training.audio_frame_count(clip.mel.shape[1], clip.fps)
-            mels = torch.from_numpy(np.stack([expert_training._mel_at(clip, i) for i in range(n_audio)])[:, None])
-            n_faces = len(clip.frames) - SYNC_FRAMES + 1
-            lips = torch.from_numpy(np.stack([clip.lips[i : i + SYNC_FRAMES].reshape(-1) for i in range(n_faces)]))
-            audio_emb, face_emb = probe(mels, lips)
-            face = face_emb.numpy()
-            ok = np.zeros(n_faces, dtype=bool)
-            ok[expert_training.valid_window_starts(clip.valid, SYNC_FRAMES)] = True
-            face[~ok] = np.nan
-            embeddings = expert_training.ClipEmbeddings(face=face, audio=audio_emb.numpy())
-            window = int(round(clip.fps))
-            best = [
-                int(np.argmin(expert_training.offset_distances(embeddings.face, embeddings.audio, s, 15))) - 15
-                for s in expert_training.offset_windows(embeddings, window, 15)
-            ]
-            curve = expert_training.whole_clip_curve(embeddings, 15)
-            whole = "none" if curve is None else f"{int(np.argmin(curve)) - 15:+d} (confidence {float(np.median(curve) - curve.min()):.3f})"
-            print(f"{clip.clip_id}: whole clip {whole}; {len(best)} windows, best shifts {collections.Counter(best).most_common(4)}")
 
+    def measure(clips) -> list[expert_training.ClipOffsets]:
+        out = []
+        with torch.no_grad():
+            for clip in clips:
+                n_audio = expert_training.audio_frame_count(clip.mel.shape[1], clip.fps)
+                mels = torch.from_numpy(np.stack([expert_training._mel_at(clip, i) for i in range(n_audio)])[:, None])
+                n_faces = len(clip.frames) - SYNC_FRAMES + 1
+                lips = torch.from_numpy(np.stack([clip.lips[i : i + SYNC_FRAMES].reshape(-1) for i in range(n_faces)]))
+                audio_emb, face_emb = probe(mels, lips)
+                face = face_emb.numpy()
+                ok = np.zeros(n_faces, dtype=bool)
+                ok[expert_training.valid_window_starts(clip.valid, SYNC_FRAMES)] = True
+                face[~ok] = np.nan
+                embeddings = expert_training.ClipEmbeddings(face=face, audio=audio_emb.numpy())
+                window = int(round(clip.fps))
+                best = [
+                    int(np.argmin(expert_training.offset_distances(embeddings.face, embeddings.audio, s, 15))) - 15
+                    for s in expert_training.offset_windows(embeddings, window, 15)
+                ]
+                curve = expert_training.whole_clip_curve(embeddings, 15)
+                whole, confidence = (0, 0.0) if curve is None else (int(np.argmin(curve)) - 15, float(np.median(curve) - curve.min()))
+                print(f"{clip.clip_id}: whole clip {whole:+d} (confidence {confidence:.3f}); {len(best)} windows, "
+                      f"best shifts {collections.Counter(best).most_common(4)}")
+                out.append(expert_training.ClipOffsets(clip.clip_id, best, whole, confidence))
+        return out
+
+    if args.record:  # same decision rules as `lipdub align-dataset` (confidence, min and max shift)
+        decisions = align_dataset(args.dataset, held_out, measure, f"landmark probe ({args.steps} steps)")
+        print(f"recorded in {args.dataset}/av_offsets.csv:", {d.clip_id: d.new for d in decisions if not d.reason})
+    else:
+        measure(held_out)
 
 if __name__ == "__main__":
     main()

@@ -340,12 +340,18 @@ def evaluate_set_command(
     typer.echo(table)
 
 
-def _dataset_and_rgb_judge(command: str, dataset: Path, split: str, kinds: list[str], judge: Optional[Path]):
+def _dataset_and_rgb_judge(command: str, dataset: Path, split: str, kinds: list[str], judge: Optional[Path],
+                           offsets_table: Optional[Path] = None):
     """The clips of one split and an expert that reads lipdub's RGB crops (eval-expert, align-dataset)."""
     from lipdub.eval.judge import load_judge
     from lipdub.train.data import load_dataset
 
-    clips = load_dataset(dataset, split, kinds=kinds)
+    if offsets_table is not None and not offsets_table.is_file():
+        raise LipdubError(f"{offsets_table}: no such offsets table")
+    try:
+        clips = load_dataset(dataset, split, kinds=kinds, offsets_table=offsets_table)
+    except ValueError as error:
+        raise LipdubError(str(error)) from None
     if not clips:
         raise LipdubError(f"{dataset}: no {split} clips of kind {', '.join(kinds)} with audio")
     expert = load_judge(judge)
@@ -361,12 +367,14 @@ def evaluate_expert_command(
     split: str = typer.Option("val", "--split", help="train, val or all."),
     kinds: list[str] = typer.Option(["real"], "--kind", help="Clip kinds to include (repeatable): real, synthetic."),
     window_seconds: float = typer.Option(1.0, "--window", help="Length of the windows offsets are detected on, in seconds."),
+    offsets_table: Optional[Path] = typer.Option(None, "--offsets", help="Reference audio lags (CSV: clip_id, av_offset in frames) to score against instead of DATASET/av_offsets.csv, e.g. measured by an independent model."),
 ) -> None:
     """Offset-detection and pair accuracy of a SyncNet expert on a dataset split (held-out speakers by default).
 
     Prints one row per clip: how many windows find the file's own alignment (shift 0, +-1 frame),
     the shift the whole clip points to and its confidence, and how many windows agree with that
-    shift. A clip recorded with a lag shows windows agreeing with each other but not with 0.
+    shift. A clip recorded with a lag shows windows agreeing with each other but not with 0;
+    --offsets re-times such clips by a reference lag first, so "true offset" means that lag.
     """
     _configure_logging(False, False)
     from lipdub.train.data import SyncPairs, read_av_offsets
@@ -374,7 +382,7 @@ def evaluate_expert_command(
 
     import torch
 
-    clips, expert = _dataset_and_rgb_judge("eval-expert", dataset, split, kinds, judge)
+    clips, expert = _dataset_and_rgb_judge("eval-expert", dataset, split, kinds, judge, offsets_table)
     per_clip = [c for c in clip_offsets(expert.network, clips, window_seconds=window_seconds) if c.window_offsets]
     if not per_clip:
         raise LipdubError(f"no clip is long enough for a {window_seconds:g} s window with +-15 frames of shift")
@@ -387,10 +395,11 @@ def evaluate_expert_command(
     at_zero = window_hit_rate(per_clip)
     per_clip_mean = sum(c.hits(0) / len(c.window_offsets) for c in per_clip) / len(per_clip)
     consistent = window_hit_rate(per_clip, own_offset=True)
-    recorded = read_av_offsets(dataset)
+    recorded = read_av_offsets(dataset, offsets_table)
     retimed = sum(1 for c in per_clip if recorded.get(c.clip_id, 0))
     if retimed:
-        typer.echo(f"note: {retimed} clips are re-timed by {dataset / 'av_offsets.csv'}; offsets are measured after that")
+        source = offsets_table if offsets_table is not None else dataset / "av_offsets.csv"
+        typer.echo(f"note: {retimed} clips are re-timed by {source}; offsets are measured after that")
     typer.echo(f"{expert.name} on {len(per_clip)} {split} clips ({', '.join(kinds)}), {window_seconds:g} s windows, "
                f"shifts +-15: offset detection {at_zero:.3f} (true offset 0 within +-1 frame; mean over clips "
                f"{per_clip_mean:.3f}); agreement with each clip's own offset {consistent:.3f}; "

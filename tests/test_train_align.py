@@ -98,3 +98,34 @@ def test_eval_expert_says_when_clips_are_retimed(dataset):
     result = subprocess.run([sys.executable, "-m", "lipdub", "eval-expert", str(dataset)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "note: 1 clips are re-timed by" in result.stdout
+
+
+def test_a_reference_offsets_table_replaces_the_datasets_own(dataset, tmp_path):
+    before = {c.clip_id: c.mel for c in load_dataset(dataset, "all")}
+    (dataset / AV_OFFSETS_FILE).write_text("clip_id,av_offset,confidence,judge\na1,2,0.2,test\n")
+    reference = tmp_path / "reference.csv"
+    reference.write_text("clip_id,av_offset\nb1,-1\n")
+    after = {c.clip_id: c.mel for c in load_dataset(dataset, "all", offsets_table=reference)}
+    assert np.array_equal(after["a1"], before["a1"])  # the dataset's own table is not applied
+    assert after["b1"].shape[1] == before["b1"].shape[1] + 3  # -1 frame at 25 fps = 3 columns in front
+    reference.write_text("clip,lag\nb1,-1\n")
+    with pytest.raises(ValueError, match="not an offsets table"):
+        read_av_offsets(dataset, reference)
+
+
+def test_eval_expert_scores_against_a_reference_table(dataset, tmp_path):
+    from lipdub.eval.judge import bundled_judge_path
+
+    if bundled_judge_path() is None:
+        pytest.skip("no bundled SyncNet judge in this install")
+    reference = tmp_path / "reference.csv"
+    reference.write_text("clip_id,av_offset\nd1,2\n")
+    command = [sys.executable, "-m", "lipdub", "eval-expert", str(dataset), "--offsets"]
+    result = subprocess.run(command + [str(reference)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"note: 1 clips are re-timed by {reference}" in result.stdout
+    reference.write_text("clip,lag\nd1,2\n")
+    for table in (reference, tmp_path / "missing.csv"):
+        result = subprocess.run(command + [str(table)], capture_output=True, text=True)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and str(table) in result.stderr

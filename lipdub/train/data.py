@@ -127,13 +127,19 @@ def read_clips_table(dataset: Path) -> list[dict[str, str]]:
 AV_OFFSETS_FILE = "av_offsets.csv"
 
 
-def read_av_offsets(dataset: Path) -> dict[str, int]:
-    """clip_id -> av_offset from the dataset's av_offsets.csv ({} when there is none)."""
-    path = Path(dataset) / AV_OFFSETS_FILE
+def read_av_offsets(dataset: Path, table: Path | None = None) -> dict[str, int]:
+    """clip_id -> av_offset from the dataset's av_offsets.csv ({} when there is none), or from
+    ``table``, a file of the same columns kept elsewhere (reference offsets to evaluate against).
+
+    Raises ValueError when the table lacks the clip_id / av_offset columns or holds a non-integer."""
+    path = Path(table) if table is not None else Path(dataset) / AV_OFFSETS_FILE
     if not path.is_file():
         return {}
     with open(path, newline="") as handle:
-        return {row["clip_id"]: int(row["av_offset"]) for row in csv.DictReader(handle) if row.get("av_offset", "").strip()}
+        reader = csv.DictReader(handle)
+        if not {"clip_id", "av_offset"} <= set(reader.fieldnames or []):
+            raise ValueError(f"{path}: not an offsets table (needs clip_id and av_offset columns)")
+        return {row["clip_id"]: int(row["av_offset"]) for row in reader if (row.get("av_offset") or "").strip()}
 
 
 def shift_mel(mel: np.ndarray, av_offset: int, fps: float, config: MelConfig = MEL_CONFIG) -> np.ndarray:
@@ -189,9 +195,10 @@ def load_dataset(
     split: str,
     kinds: Sequence[str] | None = None,
     require_audio: bool = True,
+    offsets_table: Path | None = None,
 ) -> list[Clip]:
     """All clips of one split ("train" | "val" | "all"), decoded into memory, audio re-timed by
-    the dataset's av_offsets.csv when it has one.
+    the dataset's av_offsets.csv when it has one (or by ``offsets_table`` instead).
 
     ``kinds`` keeps only those kinds (e.g. ("real", "synthetic") for sync training: the
     expressive clips' audio is not the person's speech). ``require_audio`` drops clips without
@@ -199,7 +206,7 @@ def load_dataset(
     """
     path = Path(path)
     rows = read_clips_table(path)
-    offsets = read_av_offsets(path)
+    offsets = read_av_offsets(path, offsets_table)
     clips = []
     for row in rows:
         if split != "all" and row["split"] != split:
