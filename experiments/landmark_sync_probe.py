@@ -111,16 +111,10 @@ def main() -> None:
                 ok[expert_training.valid_window_starts(clip.valid, SYNC_FRAMES)] = True
                 face[~ok] = np.nan
                 embeddings = expert_training.ClipEmbeddings(face=face, audio=audio_emb.numpy())
-                window = int(round(clip.fps))
-                best = [
-                    int(np.argmin(expert_training.offset_distances(embeddings.face, embeddings.audio, s, 15))) - 15
-                    for s in expert_training.offset_windows(embeddings, window, 15)
-                ]
-                curve = expert_training.whole_clip_curve(embeddings, 15)
-                whole, confidence = (0, 0.0) if curve is None else (int(np.argmin(curve)) - 15, float(np.median(curve) - curve.min()))
-                print(f"{clip.clip_id}: whole clip {whole:+d} (confidence {confidence:.3f}); {len(best)} windows, "
-                      f"best shifts {collections.Counter(best).most_common(4)}")
-                out.append(expert_training.ClipOffsets(clip.clip_id, best, whole, confidence))
+                m = expert_training.offsets_from_embeddings(clip.clip_id, embeddings, int(round(clip.fps)), 15)
+                print(f"{clip.clip_id}: whole clip {m.clip_offset:+d} (confidence {m.confidence:.3f}); "
+                      f"{len(m.window_offsets)} windows, best shifts {collections.Counter(m.window_offsets).most_common(4)}")
+                out.append(m)
         return out
 
     if args.record:  # same decision rules as `lipdub align-dataset` (confidence, min and max shift)

@@ -297,6 +297,19 @@ def whole_clip_curve(embeddings: ClipEmbeddings, max_offset: int) -> np.ndarray 
     return offset_distances(embeddings.face, embeddings.audio, starts, max_offset)
 
 
+def offsets_from_embeddings(clip_id: str, embeddings: ClipEmbeddings, window: int, max_offset: int) -> ClipOffsets:
+    """A clip's per-window best shifts (``window`` frames each) and whole-clip shift with its
+    confidence, from its face and audio embeddings, whatever network made them."""
+    offsets = [
+        int(np.argmin(offset_distances(embeddings.face, embeddings.audio, starts, max_offset))) - max_offset
+        for starts in offset_windows(embeddings, window, max_offset)
+    ]
+    curve = whole_clip_curve(embeddings, max_offset)
+    if curve is None:
+        return ClipOffsets(clip_id, offsets, 0, 0.0)
+    return ClipOffsets(clip_id, offsets, int(np.argmin(curve)) - max_offset, float(np.median(curve) - curve.min()))
+
+
 def clip_offsets(
     model: nn.Module,
     clips: Sequence[Clip],
@@ -313,18 +326,8 @@ def clip_offsets(
         for clip in clips:
             if clip.mel is None:
                 continue
-            embeddings = clip_embeddings(model, clip, device)
             window = max(1, int(round(clip.fps * window_seconds)))
-            offsets = [
-                int(np.argmin(offset_distances(embeddings.face, embeddings.audio, starts, max_offset))) - max_offset
-                for starts in offset_windows(embeddings, window, max_offset)
-            ]
-            curve = whole_clip_curve(embeddings, max_offset)
-            if curve is None:
-                best, confidence = 0, 0.0
-            else:
-                best, confidence = int(np.argmin(curve)) - max_offset, float(np.median(curve) - curve.min())
-            out.append(ClipOffsets(clip.clip_id, offsets, best, confidence))
+            out.append(offsets_from_embeddings(clip.clip_id, clip_embeddings(model, clip, device), window, max_offset))
     finally:
         model.train(model_was_training)
     return out
