@@ -346,8 +346,6 @@ def _dataset_and_rgb_judge(command: str, dataset: Path, split: str, kinds: list[
     from lipdub.eval.judge import load_judge
     from lipdub.train.data import load_dataset
 
-    if offsets_table is not None and not offsets_table.is_file():
-        raise LipdubError(f"{offsets_table}: no such offsets table")
     try:
         clips = load_dataset(dataset, split, kinds=kinds, offsets_table=offsets_table)
     except ValueError as error:
@@ -377,7 +375,7 @@ def evaluate_expert_command(
     --offsets re-times such clips by a reference lag first, so "true offset" means that lag.
     """
     _configure_logging(False, False)
-    from lipdub.train.data import SyncPairs, read_av_offsets
+    from lipdub.train.data import SyncPairs
     from lipdub.train.syncnet import clip_offsets, pair_accuracy, window_hit_rate
 
     import torch
@@ -395,8 +393,8 @@ def evaluate_expert_command(
     at_zero = window_hit_rate(per_clip)
     per_clip_mean = sum(c.hits(0) / len(c.window_offsets) for c in per_clip) / len(per_clip)
     consistent = window_hit_rate(per_clip, own_offset=True)
-    recorded = read_av_offsets(dataset, offsets_table)
-    retimed = sum(1 for c in per_clip if recorded.get(c.clip_id, 0))
+    scored = {c.clip_id for c in per_clip}
+    retimed = sum(1 for c in clips if c.av_offset and c.clip_id in scored)
     if retimed:
         source = offsets_table if offsets_table is not None else dataset / "av_offsets.csv"
         typer.echo(f"note: {retimed} clips are re-timed by {source}; offsets are measured after that")

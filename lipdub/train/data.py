@@ -46,7 +46,8 @@ class Clip:
 
     ``frames``: (N, 96, 96, 3) uint8 RGB crops; ``valid``: (N,) bool, False where no face was
     found (those crops repeat the last known region and must not be trained on); ``mel``:
-    (80, T) float32 log-mel of the clip's audio, or None for a clip without audio.
+    (80, T) float32 log-mel of the clip's audio, or None for a clip without audio; ``av_offset``:
+    the audio lag (frames) the mel was re-timed by when loaded (see :func:`shift_mel`).
     """
 
     clip_id: str
@@ -58,6 +59,7 @@ class Clip:
     kind: str
     split: str
     lips: np.ndarray | None = None  # (N, LIP_FEATURES) lip-shape features, see lip_shape_features
+    av_offset: int = 0
 
 
 #: Per frame: the vertical position of the 40 Face Mesh lip points (relative to their mean) and the
@@ -131,9 +133,12 @@ def read_av_offsets(dataset: Path, table: Path | None = None) -> dict[str, int]:
     """clip_id -> av_offset from the dataset's av_offsets.csv ({} when there is none), or from
     ``table``, a file of the same columns kept elsewhere (reference offsets to evaluate against).
 
-    Raises ValueError when the table lacks the clip_id / av_offset columns or holds a non-integer."""
+    Raises ValueError when ``table`` does not exist, or a table lacks the clip_id / av_offset
+    columns or holds a non-integer."""
     path = Path(table) if table is not None else Path(dataset) / AV_OFFSETS_FILE
     if not path.is_file():
+        if table is not None:
+            raise ValueError(f"{path}: no such offsets table")
         return {}
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
@@ -187,6 +192,7 @@ def load_clip_dir(clip_dir: Path, row: dict[str, str], av_offset: int = 0) -> Cl
         kind=row.get("kind", "other"),
         split=row.get("split", "train"),
         lips=lips[:count] if lips is not None and len(lips) >= count else None,
+        av_offset=av_offset if mel is not None else 0,
     )
 
 
