@@ -30,8 +30,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from lipdub.train.align import AV_OFFSET_COLUMNS
-from lipdub.train.data import AV_OFFSETS_FILE
-from lipdub.train.preprocess import write_csv_atomic
+from lipdub.train.data import AV_OFFSETS_FILE, read_clips_table
+from lipdub.train.preprocess import CLIP_COLUMNS, write_csv_atomic
 
 HELD_OUT = "heldout"
 
@@ -48,29 +48,23 @@ def deal_speakers(frames_by_speaker: dict[str, int], folds: int) -> list[list[st
     return dealt
 
 
-def read_rows(dataset: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with open(dataset / "clips.csv", newline="") as handle:
-        reader = csv.DictReader(handle)
-        return list(reader.fieldnames or []), list(reader)
-
-
-def make_view(source: Path, view: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+def make_view(source: Path, view: Path, rows: list[dict[str, str]]) -> None:
     """A dataset folder that shares ``source``'s clips and has its own clips.csv."""
     view.mkdir(parents=True, exist_ok=False)
     (view / "clips").symlink_to((source / "clips").resolve(), target_is_directory=True)
     shutil.copy2(source / "dataset.json", view / "dataset.json")
-    write_csv_atomic(view / "clips.csv", columns, rows)
+    write_csv_atomic(view / "clips.csv", CLIP_COLUMNS, rows)
 
 
 def split_command(dataset: Path, work: Path, folds: int, kind: str) -> None:
-    columns, rows = read_rows(dataset)
+    rows = read_clips_table(dataset)
     candidates = [r for r in rows if r["split"] == "train" and r["kind"] == kind]
     frames: dict[str, int] = defaultdict(int)
     for r in candidates:
         frames[r["speaker"]] += int(r["frames"])
     for k, speakers in enumerate(deal_speakers(frames, folds)):
         relabelled = [dict(r, split=HELD_OUT) if r in candidates and r["speaker"] in speakers else r for r in rows]
-        make_view(dataset, work / f"fold{k}", columns, relabelled)
+        make_view(dataset, work / f"fold{k}", relabelled)
         held = [r["clip_id"] for r in relabelled if r["split"] == HELD_OUT]
         print(f"fold{k}: {len(speakers)} speakers, {sum(frames[s] for s in speakers)} frames, {len(held)} clips held out")
 
@@ -86,8 +80,7 @@ def merge_command(dataset: Path, work: Path, output: Path) -> None:
                 if row["clip_id"] in merged:
                     raise SystemExit(f"{row['clip_id']} measured in two folds")
                 merged[row["clip_id"]] = dict(row, judge=f"{fold.name}:{row['judge']}")
-    columns, rows = read_rows(dataset)
-    make_view(dataset, output, columns, rows)
+    make_view(dataset, output, read_clips_table(dataset))
     write_csv_atomic(output / AV_OFFSETS_FILE, AV_OFFSET_COLUMNS, (merged[k] for k in sorted(merged)))
     shifted = {k: v["av_offset"] for k, v in merged.items() if v["av_offset"] != "0"}
     print(f"{output}: {len(merged)} clips measured, {len(shifted)} re-timed: {shifted}")

@@ -56,13 +56,14 @@ def decide_offsets(
         old = previous.get(m.clip_id, 0)
         total = old + m.clip_offset
         if 0 < abs(m.clip_offset) < min_shift:
-            decisions.append(OffsetDecision(m.clip_id, old, m.clip_offset, m.confidence, old, f"under {min_shift} frames"))
+            reason = f"under {min_shift} frames"
         elif m.confidence < min_confidence:
-            decisions.append(OffsetDecision(m.clip_id, old, m.clip_offset, m.confidence, old, "low confidence"))
+            reason = "low confidence"
         elif abs(total) > max_shift:
-            decisions.append(OffsetDecision(m.clip_id, old, m.clip_offset, m.confidence, old, f"beyond +-{max_shift} frames"))
+            reason = f"beyond +-{max_shift} frames"
         else:
-            decisions.append(OffsetDecision(m.clip_id, old, m.clip_offset, m.confidence, total, ""))
+            reason = ""
+        decisions.append(OffsetDecision(m.clip_id, old, m.clip_offset, m.confidence, old if reason else total, reason))
     return decisions
 
 
