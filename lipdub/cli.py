@@ -71,10 +71,16 @@ def sync(
     face_index: Optional[int] = typer.Option(None, "--face-index", min=0, help="Which face to animate when there are several, counted left to right (default: the largest)."),
     box: Optional[tuple[int, int, int, int]] = typer.Option(None, "--box", help="Force the face region: X1 Y1 X2 Y2 in pixels."),
     pads: tuple[int, int, int, int] = typer.Option((0, 10, 0, 0), "--pads", help="Extra pixels around the face: TOP BOTTOM LEFT RIGHT (as in Wav2Lip)."),
-    model: Optional[str] = typer.Option(None, "--model", help="A bundled model by name (see `lipdub models`); default: the bundled default."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Your own generator checkpoint, e.g. Wav2Lip's wav2lip_gan.pth."),
-    profile: Optional[Path] = typer.Option(None, "--profile", help="A personalised speaker profile directory."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, max=512, help="Frames generated together."),
+    engine: Optional[str] = typer.Option(
+        None, "--engine",
+        help="What draws the mouth: 'motion' (default: predicted lip motion moves the speaker's own pixels) or "
+        "'generator' (a Wav2Lip-family network; implied by --model, --checkpoint or --profile).",
+    ),
+    motion_model: Optional[str] = typer.Option(None, "--motion-model", help="Motion engine: another lip motion model (bundled name or .pt file)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Generator engine: a bundled generator by name (see `lipdub models`)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator engine: your own generator checkpoint, e.g. Wav2Lip's wav2lip_gan.pth."),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="Generator engine: a personalised generator profile directory."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, max=512, help="Frames rendered together."),
     no_color_match: bool = typer.Option(False, "--no-color-match", help="Paste the generated mouth without matching its colours to the frame."),
     reference: str = typer.Option("self", "--reference", help="Generator reference: 'self' (each frame, as Wav2Lip) or 'first' (the first face, so the original mouth cannot leak)."),
     crf: int = typer.Option(18, "--crf", min=0, max=51, help="H.264 quality (lower is better, 18 is visually lossless)."),
@@ -88,7 +94,7 @@ def sync(
 
     options = SyncOptions(
         photo_fps=fps, length_mode=length_mode, face_index=face_index, box=box, pads=pads,
-        model=model, checkpoint=checkpoint, profile=profile, batch_size=batch_size,
+        engine=engine, motion_model=motion_model, model=model, checkpoint=checkpoint, profile=profile, batch_size=batch_size,
         color_match=not no_color_match, reference=reference, crf=crf, overwrite=overwrite,
     )
     if quiet:
@@ -119,7 +125,8 @@ def sync(
 @app.command()
 def demo(
     output: Path = typer.Option(Path("lipdub-demo.mp4"), "--output", "-o", help="Where to write the demo video."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Use this generator instead of the bundled default."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="'motion' (default) or 'generator'."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Use this generator (generator engine) instead of the default engine."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, errors only."),
 ) -> None:
@@ -129,7 +136,8 @@ def demo(
     assets = files("lipdub") / "assets"
     sync(
         face=Path(str(assets / "sample_face.jpg")), audio=Path(str(assets / "sample_speech.wav")), output=output,
-        fps=25.0, length_mode=LengthMode.bounce, face_index=None, box=None, pads=(0, 10, 0, 0), model=None,
+        fps=25.0, length_mode=LengthMode.bounce, face_index=None, box=None, pads=(0, 10, 0, 0),
+        engine=engine, motion_model=None, model=None,
         checkpoint=checkpoint, profile=None, batch_size=16, no_color_match=False, reference="self", crf=18,
         overwrite=overwrite, quiet=quiet, verbose=False,
     )
@@ -251,6 +259,25 @@ def train_generator_command(
 ) -> None:
     """Train the generator: L1 + frozen-expert sync loss (+ optional GAN stage); resumes by default."""
     _train("generator", dataset, run_dir, config, overrides, fresh)
+
+
+@train_app.command("motion")
+def train_motion_command(
+    dataset: Path = _DATASET_ARGUMENT,
+    run_dir: Path = _RUN_DIR_OPTION,
+    config: Path = typer.Option(Path("configs/motion_cpu.json"), "--config", help="Training recipe (JSON)."),
+    overrides: Optional[list[str]] = _SET_OPTION,
+) -> None:
+    """Train the lip motion model (speech -> lower-face motion) and report held-out aperture r by speaker."""
+    _configure_logging(False, False, progress_log=True)
+    from lipdub.train.motion import MotionRecipe, train_motion
+
+    result = train_motion(dataset, run_dir, _recipe(MotionRecipe, config, overrides))
+    for kind in ("real", "synthetic"):
+        if kind in result["val"]:
+            summary = result["val"][kind]
+            typer.echo(f"val {kind}: aperture r {summary['r']:.3f} over {summary['speakers']} speakers "
+                       f"(mean best lag {summary['mean_lag']:+.2f} frames)")
 
 
 @train_app.command("export")

@@ -39,7 +39,13 @@ class SyncOptions:
     ``reference`` picks the generator's reference picture: ``"self"`` (Wav2Lip's inference: each
     frame is its own reference, which keeps texture and lighting exact) or ``"first"`` (the first
     face crop for every frame, so the original mouth cannot leak into the result; used by the
-    video-driven evaluation protocol).
+    video-driven evaluation protocol). The motion engine reads ``"first"`` the same way: no frame
+    within a second of the output frame may lend its mouth.
+
+    ``engine`` picks what draws the mouth (`lipdub.engines`): ``"motion"`` (default: predicted lip
+    motion rendered with the speaker's own pixels) or ``"generator"`` (a Wav2Lip-family network;
+    implied by ``model``, ``checkpoint`` or ``profile``). ``motion_model`` names another lip motion
+    model (a bundled name or a checkpoint path) for the motion engine.
     """
 
     photo_fps: float = 25.0
@@ -47,6 +53,8 @@ class SyncOptions:
     face_index: int | None = None
     box: tuple[int, int, int, int] | None = None
     pads: tuple[int, int, int, int] = (0, 10, 0, 0)
+    engine: str | None = None
+    motion_model: str | None = None
     model: str | None = None
     checkpoint: Path | None = None
     profile: Path | None = None
@@ -224,19 +232,8 @@ def _source_frames(face_path: Path, timeline: Timeline, photo_fps: float) -> Ite
             spool.close()
 
 
-@dataclass
-class _Item:
-    """One output frame travelling through the stages."""
-
-    index: int
-    image: np.ndarray
-    face: object | None = None  # TrackedFace
-    crop: object | None = None  # FaceCrop
-    mask: np.ndarray | None = None
-
-
-def _batched(items: Iterator[_Item], size: int) -> Iterator[list[_Item]]:
-    batch: list[_Item] = []
+def _batched(items: Iterator, size: int) -> Iterator[list]:
+    batch: list = []
     for item in items:
         batch.append(item)
         if len(batch) == size:
@@ -244,6 +241,49 @@ def _batched(items: Iterator[_Item], size: int) -> Iterator[list[_Item]]:
             batch = []
     if batch:
         yield batch
+
+
+def build_engine(options: SyncOptions):
+    """The engine ``options`` ask for (see `lipdub.engines`)."""
+    from lipdub.engines import build_engine as build
+
+    return build(options)
+
+
+def track_input(face_path: Path, is_photo: bool, fps: float, options: SyncOptions, engine, clock: _StageClock,
+                expected_frames: int) -> list:
+    """The tracking pass: every input frame decoded once, its face tracked, shown to the engine.
+
+    Returns the TrackedFace (or None) of every input frame. Only landmarks are kept (4 KB a frame);
+    pictures go to the engine, which keeps what it needs (the motion engine: lower-face crops).
+    """
+    from lipdub.face.detect import FaceDetector
+    from lipdub.face.track import FaceTracker, SmoothingConfig
+    from lipdub.media.decode import iter_frames
+
+    faces: list = []
+    if hasattr(engine, "expect_frames"):
+        engine.expect_frames(expected_frames)
+    with FaceDetector(still_image=is_photo) as detector:
+        tracker = FaceTracker(detector, face_index=options.face_index, forced_box=options.box,
+                              smoothing=SmoothingConfig(fps=fps))
+        frames = clock.timed("decode", iter(iter_frames(face_path, photo_fps=options.photo_fps)))
+        for index, frame in enumerate(frames):
+            start = time.perf_counter()
+            face = tracker.update(frame.image)
+            clock.add("detect+track", start)
+            faces.append(face)
+            start = time.perf_counter()
+            engine.observe(index, frame.image, face)
+            clock.add("analyse", start)
+            if is_photo:
+                break
+    if not faces:
+        raise LipdubError(f"{face_path} contains no video frames")
+    if not any(face is not None for face in faces):
+        what = "the photo" if is_photo else "any frame of"
+        raise LipdubError(f"no face found in {what} {face_path}")
+    return faces
 
 
 def sync(
@@ -260,6 +300,10 @@ def sync(
     driving audio. Options come as a `SyncOptions` or as keyword overrides of its fields
     (``sync(face, audio, out, length_mode="loop")``). Raises `LipdubError` for every problem with
     the user's input; on any failure ``output`` is left as it was.
+
+    Two passes over the input: the first tracks every frame's face (and lets the engine look at the
+    whole input: the motion engine needs the speaker's slow expression and mouth bank before it can
+    draw frame 0), the second decodes again, renders and encodes. Memory stays flat either way.
     """
     from dataclasses import replace
 
@@ -273,112 +317,67 @@ def sync(
     if options.reference not in ("self", "first"):
         raise LipdubError(f"reference must be 'self' or 'first', got {options.reference!r}")
 
-    from lipdub.models.registry import resolve_generator
+    engine = build_engine(options)
+    try:
+        return _run(engine, face_path, audio_path, output_path, options, progress)
+    finally:
+        engine.close()
 
-    generator = resolve_generator(options.model, options.checkpoint, options.profile)
-    spec = generator.spec
 
+def _run(engine, face_path: Path, audio_path: Path, output_path: Path, options: SyncOptions,
+         progress: ProgressCallback | None) -> SyncResult:
+    from lipdub.engines.base import FrameJob, RenderPlan
     from lipdub.media.audio import is_silent, load_audio
     from lipdub.media.decode import probe_video
-    from lipdub.media.features import melspectrogram, mel_windows
+    from lipdub.media.encode import VideoWriter
 
     info = probe_video(face_path, photo_fps=options.photo_fps)
-    speech = load_audio(audio_path, sample_rate=spec.mel.sample_rate)
+    rate = engine.sample_rate
+    speech = load_audio(audio_path, sample_rate=rate)
     if is_silent(speech):
         logger.warning("the audio in %s is silent: the mouth will stay closed", audio_path)
     fps = info.fps
-    audio_frames = frames_for_duration(len(speech) / spec.mel.sample_rate, fps)
-    timeline = plan_timeline(info.frame_count, audio_frames, options.length_mode, is_photo=info.is_photo)
-    logger.info(
-        "%s: %dx%d at %.3f fps, %d frames; audio %.2f s; writing %d frames (%s)",
-        face_path, info.width, info.height, fps, info.frame_count, len(speech) / spec.mel.sample_rate,
-        timeline.output_frames, timeline.mode.value,
-    )
-    # Features of the speech as it will be heard: trimmed or padded exactly like the muxed track.
-    speech = fit_audio(speech, spec.mel.sample_rate, timeline.output_frames, fps)
-    mel = melspectrogram(speech, spec.mel)
-    muxed = fit_audio(load_audio(audio_path, sample_rate=OUTPUT_SAMPLE_RATE), OUTPUT_SAMPLE_RATE, timeline.output_frames, fps)
-
     clock = _StageClock()
+    faces = track_input(face_path, info.is_photo, fps, options, engine, clock, info.frame_count)
+    audio_frames = frames_for_duration(len(speech) / rate, fps)
+    timeline = plan_timeline(len(faces), audio_frames, options.length_mode, is_photo=info.is_photo)
+    logger.info(
+        "%s: %dx%d at %.3f fps, %d frames; audio %.2f s; writing %d frames (%s, engine %s)",
+        face_path, info.width, info.height, fps, len(faces), len(speech) / rate,
+        timeline.output_frames, timeline.mode.value, engine.name,
+    )
+    # The speech as it will be heard: trimmed or padded exactly like the muxed track.
+    speech = fit_audio(speech, rate, timeline.output_frames, fps)
+    muxed = fit_audio(load_audio(audio_path, sample_rate=OUTPUT_SAMPLE_RATE), OUTPUT_SAMPLE_RATE, timeline.output_frames, fps)
+    start = time.perf_counter()
+    engine.prepare(RenderPlan(fps, timeline, faces, speech, info.is_photo, (info.height, info.width)))
+    clock.add("plan", start)
+
+    def jobs() -> Iterator[FrameJob]:
+        images = clock.timed("decode", _source_frames(face_path, timeline, options.photo_fps))
+        for index, image in enumerate(images):
+            source = timeline.source_index(index)
+            yield FrameJob(index, source, image, faces[source] if source < len(faces) else None)
+
     frames_with_face = 0
-    from lipdub.face.align import crop_region, extract_crop
-    from lipdub.face.blend import blend_face, lower_face_mask, match_colors
-    from lipdub.face.detect import FaceDetector
-    from lipdub.face.track import FaceTracker, SmoothingConfig
-    from lipdub.media.encode import VideoWriter
-
-    with FaceDetector(still_image=info.is_photo) as detector:
-        tracker = FaceTracker(detector, face_index=options.face_index, forced_box=options.box,
-                              smoothing=SmoothingConfig(fps=fps))
-        photo_face = None
-        if info.is_photo:
-            # One picture: find the face once, fail early if there is none.
-            photo_image = next(iter(_source_frames(face_path, Timeline(LengthMode.hold, 1, 1), options.photo_fps)))
-            photo_face = tracker.update(photo_image)
-            if photo_face is None:
-                raise LipdubError(f"no face found in the photo {face_path}")
-
-        def decoded() -> Iterator[_Item]:
-            images = clock.timed("decode", _source_frames(face_path, timeline, options.photo_fps))
-            for index, image in enumerate(images):
-                yield _Item(index, image)
-
-        def tracked(items: Iterator[_Item]) -> Iterator[_Item]:
-            photo_crop = None  # a photo's crop and mask are the same on every frame: made once
-            for item in items:
-                start = time.perf_counter()
-                item.face = photo_face if photo_face is not None else tracker.update(item.image)
-                clock.add("detect+track", start)
-                if item.face is not None:
-                    start = time.perf_counter()
-                    if photo_crop is None:
-                        region = crop_region(item.face.box, item.image.shape[:2], options.pads)
-                        crop = extract_crop(item.image, region, spec.img_size)
-                        mask = lower_face_mask(item.face.landmarks, crop, options.feather)
-                        if photo_face is not None:
-                            photo_crop = (crop, mask)
-                    else:
-                        crop, mask = photo_crop
-                    item.crop, item.mask = crop, mask
-                    clock.add("crop", start)
-                yield item
-
-        first_reference: np.ndarray | None = None
-        with VideoWriter(
-            output_path, info.width, info.height, fps, audio=muxed,
-            sample_rate=OUTPUT_SAMPLE_RATE, crf=options.crf, overwrite=options.overwrite,
-        ) as writer:
-            for batch in _batched(tracked(decoded()), options.batch_size):
-                with_face = [item for item in batch if item.crop is not None]
-                if with_face:
-                    start = time.perf_counter()
-                    crops = np.stack([item.crop.image for item in with_face])
-                    windows = mel_windows(mel, [item.index for item in with_face], fps, spec.mel)
-                    references = crops
-                    if options.reference == "first":
-                        if first_reference is None:
-                            first_reference = crops[0]
-                        references = np.broadcast_to(first_reference, crops.shape)
-                    mouths = generator.generate(windows, crops, references)
-                    clock.add("generate", start)
-                    start = time.perf_counter()
-                    for item, mouth in zip(with_face, mouths):
-                        if options.color_match:
-                            mouth = match_colors(mouth, item.crop.image, item.mask)
-                        item.image = blend_face(item.image, mouth, item.crop, item.mask)
-                    clock.add("blend", start)
-                    frames_with_face += len(with_face)
-                start = time.perf_counter()
-                for item in batch:
-                    writer.write(item.image)
-                clock.add("encode", start)
-                if progress is not None:
-                    progress(writer.frames_written, timeline.output_frames)
-            if frames_with_face == 0:
-                raise LipdubError(f"no face found in any frame of {face_path}")
+    with VideoWriter(
+        output_path, info.width, info.height, fps, audio=muxed,
+        sample_rate=OUTPUT_SAMPLE_RATE, crf=options.crf, overwrite=options.overwrite,
+    ) as writer:
+        for batch in _batched(jobs(), engine.batch_size):
             start = time.perf_counter()
-        clock.add("encode", start)
-        frames = writer.frames_written
+            images = engine.render(batch)
+            clock.add("render", start)
+            frames_with_face += sum(job.face is not None for job in batch)
+            start = time.perf_counter()
+            for image in images:
+                writer.write(image)
+            clock.add("encode", start)
+            if progress is not None:
+                progress(writer.frames_written, timeline.output_frames)
+        start = time.perf_counter()
+    clock.add("encode", start)
+    frames = writer.frames_written
 
     untouched = frames - frames_with_face
     if untouched:
@@ -389,6 +388,6 @@ def sync(
         frames_with_face=frames_with_face,
         fps=fps,
         duration=frames / fps,
-        model=spec.name,
+        model=engine.model_name,
         timings=dict(clock.seconds),
     )

@@ -1,0 +1,252 @@
+"""lipdub's default engine: predict lip motion from speech, move the speaker's own pixels.
+
+Per output frame, the data flow reads in one direction:
+
+1. **shape** (`lipdub.motion`): the target lower-face shape = the input frame's rest shape (its own
+   slow expression) + the speech motion the lip motion model predicts, scaled to this speaker;
+2. **source** (`lipdub.render.bank`): the input frame whose lips are nearest that shape in a
+   similar head pose (a Viterbi path over the mouth bank, so the choice does not flicker);
+3. **warp** (`lipdub.render.warp`): that frame's lower face, piecewise-affinely moved onto the
+   target shape placed in the output frame's head pose, at full resolution;
+4. **interior** (`lipdub.render.interior`): where the target opens much wider than the borrowed
+   frame (always, for a photo), a painted cavity and teeth;
+5. **blend**: colours matched to the frame inside a feathered mask covering the old and new lower
+   face; every pixel outside that mask is the input's, exactly.
+
+Zero motion with the frame as its own source is the identity: the output equals the input.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from lipdub.engines.base import FrameJob, RenderPlan
+from lipdub.face.blend import LOWER_FACE_OUTLINE, feathered_polygon, match_colors
+from lipdub.motion import shape as S
+from lipdub.motion.transfer import speaker_scale, target_shapes
+from lipdub.render import bank as B
+from lipdub.render.interior import interior_alpha, lip_colour, paint_interior
+from lipdub.render.mesh import MESH_POINTS, build_mesh, warp_vertices
+from lipdub.render.warp import bounding_rect, warp_patch
+
+logger = logging.getLogger(__name__)
+
+#: Bank frames kept at most (evenly spaced over the input) and the pixel margin around each crop.
+BANK_CAPACITY = 1500
+BANK_MARGIN = 6
+#: Points whose canonical position reflects head yaw/pitch (nose tip, nose ridge, chin is not used:
+#: it moves with speech).
+POSE_POINTS = (1, 4, 5, 195)
+#: Width of the soft mask edge and of the displacement falloff, in eye units.
+FEATHER_EYE_UNITS = 0.18
+FALLOFF_EYE_UNITS = 0.12
+
+
+@dataclass(frozen=True)
+class MotionEngineOptions:
+    """Choices of the motion engine a user (or an evaluation protocol) may make."""
+
+    color_match: bool = True
+    #: Bank frames within this many seconds of the output frame's own input frame are never used
+    #: (evaluation: so a reconstruction cannot copy the real mouth of the moment). None = allowed.
+    exclude_seconds: float | None = None
+    bank_capacity: int = BANK_CAPACITY
+    batch_size: int = 16
+
+
+def displacement_weights(layout: np.ndarray, lower: np.ndarray, motion_points: tuple[int, ...],
+                         falloff: float = FALLOFF_EYE_UNITS) -> tuple[np.ndarray, np.ndarray]:
+    """(followers, W): lower-face mesh points that are not motion points follow the motion points.
+
+    W[f, m] = normalised Gaussian weight of motion point m for follower f (canonical distance,
+    width ``falloff``), times a fade from 0 at the nose base to 1 one falloff below it, so points
+    near the nose barely move and the warp meets the still upper face without a crease.
+    """
+    layout = np.asarray(layout, np.float64)
+    motion = np.asarray(motion_points)
+    followers = np.array([v for v in np.flatnonzero(lower) if v not in set(motion_points)], np.int64)
+    if len(followers) == 0:
+        return followers, np.zeros((0, len(motion)))
+    d = np.linalg.norm(layout[followers][:, None, :] - layout[motion][None, :, :], axis=-1)
+    w = np.exp(-0.5 * (d / falloff) ** 2)
+    w /= np.maximum(w.sum(axis=1, keepdims=True), 1e-9)
+    nose_y = layout[2, 1]
+    fade = np.clip((layout[followers, 1] - nose_y) / falloff, 0.0, 1.0)
+    return followers, w * fade[:, None]
+
+
+class MotionEngine:
+    """`lipdub.engines.base.Engine`: motion model + mouth bank + piecewise-affine renderer."""
+
+    name = "motion"
+
+    def __init__(self, predictor, options: MotionEngineOptions = MotionEngineOptions()):
+        self.predictor = predictor
+        self.options = options
+        self.sample_rate = 16000
+        self.batch_size = options.batch_size
+        self.model_name = predictor.name
+        self._spool = B.PatchSpool()
+        self._bank: list[tuple[int, B.Patch]] = []
+        self._stride = 1
+        self.chosen_sources: np.ndarray | None = None  # input frame borrowed by each output frame
+        self.target_points: np.ndarray | None = None  # (T, P, 2) frame-pixel targets (for tests, eval)
+
+    # -- tracking pass -------------------------------------------------------------------------
+    def expect_frames(self, count: int) -> None:
+        """Thin the bank to `bank_capacity` frames for inputs longer than that."""
+        self._stride = max(1, -(-count // max(1, self.options.bank_capacity)))
+
+    def observe(self, index: int, image: np.ndarray, face) -> None:
+        if face is None or index % self._stride:
+            return
+        points = np.asarray(face.landmarks, np.float64)
+        rect = bounding_rect(_lower_region(points), image.shape, BANK_MARGIN)
+        if rect is None:
+            return
+        x1, y1, x2, y2 = rect
+        self._bank.append((index, self._spool.add(image[y1:y2, x1:x2], (x1, y1))))
+
+    # -- planning --------------------------------------------------------------------------------
+    def prepare(self, plan: RenderPlan) -> None:
+        count = len(plan.faces)
+        landmarks = np.full((count, 478, 2), np.nan)
+        for j, face in enumerate(plan.faces):
+            if face is not None:
+                landmarks[j] = face.landmarks
+        self._landmarks = landmarks
+        template = S.stable_template(landmarks)
+        self._transforms = S.canonical_transforms(landmarks, template)
+        self._canonical = S.apply_affine(self._transforms, landmarks[:, :MESH_POINTS])  # (N, 468, 2)
+        shapes = self._canonical[:, list(S.MOTION_POINTS)]
+        rest = S.rest_track(shapes, plan.fps) if count > 1 else shapes.copy()
+        measured = None if plan.is_photo else S.articulation_scale(
+            S.speech_motion(shapes, rest)[np.isfinite(shapes).all(axis=(1, 2))])
+        self.scale = speaker_scale(measured, self.predictor.default_scale)
+        logger.info("articulation scale %.3f (input measured %s, model default %.3f)", self.scale,
+                    "n/a" if measured is None else f"{measured:.3f}", self.predictor.default_scale)
+
+        frames = plan.timeline.output_frames
+        motion = self.predictor.predict(plan.speech, frames, plan.fps)
+        sources = np.array([plan.timeline.source_index(i) for i in range(frames)], np.int64)
+        self._sources = sources
+        targets = target_shapes(rest[sources], motion, self.scale)  # (T, P, 2) canonical
+        self._targets = targets
+
+        layout = np.nanmedian(self._canonical, axis=0)
+        self._mesh = build_mesh(layout)
+        self._followers, self._follow_weights = displacement_weights(layout, self._mesh.lower, S.MOTION_POINTS)
+        self._triangles = np.concatenate([self._mesh.surface, self._mesh.interior])
+
+        bank_frames = np.array([j for j, _ in self._bank], np.int64)
+        self._bank_frames = bank_frames
+        bank_shapes = shapes[bank_frames]
+        pose = self._canonical[:, list(POSE_POINTS)].reshape(count, -1)
+        exclude = None
+        if self.options.exclude_seconds is not None:
+            exclude = int(round(self.options.exclude_seconds * plan.fps))
+        has_face = np.array([plan.faces[j] is not None for j in sources])
+        chosen = np.full(frames, -1, np.int64)
+        if has_face.any() and len(bank_frames):
+            if exclude is not None and exclude >= 0 and (np.ptp(bank_frames) if len(bank_frames) else 0) <= 2 * exclude:
+                logger.warning("input too short to exclude %.1f s around each frame; using the whole bank",
+                               self.options.exclude_seconds)
+                exclude = None
+            picked = B.choose_sources(targets[has_face], pose[sources[has_face]], sources[has_face],
+                                      bank_shapes, pose[bank_frames], bank_frames, exclude_within=exclude)
+            chosen[has_face] = picked
+        self._chosen = chosen
+        self.chosen_sources = np.where(chosen >= 0, bank_frames[np.maximum(chosen, 0)] if len(bank_frames) else -1, -1)
+        self._eye = np.linalg.norm(landmarks[:, S.RIGHT_EYE_OUTER] - landmarks[:, S.LEFT_EYE_OUTER], axis=-1)
+        self.target_points = np.full((frames, len(S.MOTION_POINTS), 2), np.nan)
+
+    # -- drawing ---------------------------------------------------------------------------------
+    def target_frame_points(self, output_index: int) -> np.ndarray:
+        """(468, 2) the output frame's target mesh in frame pixels (motion + followers moved)."""
+        j = self._sources[output_index]
+        canonical = self._canonical[j].copy()
+        motion_ids = list(S.MOTION_POINTS)
+        delta = self._targets[output_index] - canonical[motion_ids]
+        canonical[motion_ids] = self._targets[output_index]
+        if len(self._followers):
+            canonical[self._followers] += self._follow_weights @ delta
+        return S.apply_affine(S.invert_affine(self._transforms[j]), canonical)
+
+    def render(self, jobs: list[FrameJob]) -> list[np.ndarray]:
+        return [self._render_one(job) for job in jobs]
+
+    def _render_one(self, job: FrameJob) -> np.ndarray:
+        i = job.index
+        if job.face is None or self._chosen[i] < 0:
+            return job.image
+        frame_points = np.asarray(self._landmarks[job.source_index], np.float64)
+        target = self.target_frame_points(i)
+        self.target_points[i] = target[list(S.MOTION_POINTS)]
+        source_frame, patch_ref = self._bank[self._chosen[i]]
+        source_points = self._landmarks[source_frame]
+        target_vertices = warp_vertices(target, self._mesh, ring_from=frame_points)
+        source_vertices = warp_vertices(source_points, self._mesh)
+        rect = bounding_rect(np.concatenate([target_vertices, _lower_region(frame_points)]), job.image.shape, 2)
+        if rect is None:
+            return job.image
+        x1, y1, x2, y2 = rect
+        crop = self._spool.read(patch_ref)
+        patch, covered = warp_patch(crop, patch_ref.origin, source_vertices, target_vertices, self._triangles, rect)
+
+        eye = float(self._eye[job.source_index])
+        inner = target[list(S.LIP_INNER)]
+        opening_target = float(S.aperture(self._targets[i][None])[0])
+        opening_source = float(S.aperture(self._canonical[source_frame][list(S.MOTION_POINTS)][None])[0])
+        painted_weight = interior_alpha(opening_source, opening_target)
+        region = job.image[y1:y2, x1:x2]
+        if painted_weight > 0:
+            lips = lip_colour(job.image, target[list(S.LIP_OUTER)], inner)
+            painted, alpha = paint_interior(patch, (x1, y1), inner, lips, eye)
+            a = (alpha * painted_weight)[..., None]
+            patch = np.clip(patch * (1.0 - a) + painted * a + 0.5, 0, 255).astype(np.uint8)
+
+        mask = self._mask(target, frame_points, rect, eye) * covered
+        if source_frame != job.source_index and self.options.color_match:
+            patch = match_colors(patch, region, mask)
+        out = job.image.copy()
+        alpha = mask[..., None]
+        mixed = np.clip(np.round(region * (1.0 - alpha) + patch * alpha), 0, 255).astype(np.uint8)
+        out[y1:y2, x1:x2] = np.where(alpha > 0, mixed, region)
+        return out
+
+    def _mask(self, target: np.ndarray, frame_points: np.ndarray, rect, eye: float) -> np.ndarray:
+        """Soft mask (rect-sized) over the union of the target and input lower faces."""
+        x1, y1, x2, y2 = rect
+        h, w = y2 - y1, x2 - x1
+        size = max(h, w)
+        union = np.zeros((h, w), np.float32)
+        for points in (target, frame_points):
+            polygon = np.asarray(points, np.float64)[list(LOWER_FACE_OUTLINE)] - (x1, y1)
+            union = np.maximum(union, feathered_polygon(polygon, size, FEATHER_EYE_UNITS * eye)[:h, :w])
+        return union
+
+    def close(self) -> None:
+        self._spool.close()
+
+
+def _lower_region(points: np.ndarray) -> np.ndarray:
+    """Points that bound everything the warp may touch in a frame: lower face plus its ring."""
+    from lipdub.render.mesh import LOWER_OVAL, NOSE_TIP, RING_SCALE
+
+    points = np.asarray(points, np.float64)
+    oval = points[list(LOWER_OVAL)]
+    ring = oval + RING_SCALE * (oval - points[NOSE_TIP])
+    return np.concatenate([oval, ring, points[[NOSE_TIP]]])
+
+
+def load_engine(motion_model=None, options: MotionEngineOptions = MotionEngineOptions()) -> MotionEngine:
+    """A motion engine with the bundled (or named) lip motion model."""
+    from lipdub.motion.predictor import load_motion_model
+
+    return MotionEngine(load_motion_model(motion_model), options)
+
+
+__all__ = ["MotionEngine", "MotionEngineOptions", "displacement_weights", "load_engine"]

@@ -1,0 +1,231 @@
+"""Lower-face shapes in a head-centred canonical frame: the space the lip motion model works in.
+
+Why a canonical frame: the same spoken vowel opens the mouth by the same *fraction of the face*
+whatever the head's position, roll and size in the picture. Each frame's 478 Face Mesh points are
+mapped by a similarity transform (scale, rotation, translation; `similarity_fit`, Umeyama 1991)
+that puts the points speech never moves (`STABLE_POINTS`: eye corners, nose bridge, forehead,
+temples) onto a template in which the outer eye corners are one unit apart, level, and centred on
+the origin. Every other quantity here is in those units ("eye units").
+
+Why a rest track: a dub must keep what the input face does *besides* speaking (a smile, a frown,
+a slow head turn) and replace only the speech. `rest_track` estimates, for every frame, the closed-
+mouth shape of the moment: the most closed frame within half a second either side, low-passed over
+about a second. Speech motion is what a frame adds on top of that (`speech_motion`), so silence
+means "back to the rest shape", never "back to the average open mouth".
+
+Why PCA: lip and jaw points move together (the jaw drops, both lips follow), so a dozen
+coefficients (`MotionBasis`) capture almost all speech motion; the motion model predicts those,
+normalised by the speaker's own articulation scale so that a mumbler and a declaimer train the
+same network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lipdub.eval.mouth import LIP_INNER, LIP_OUTER
+
+# Points that speech does not move: outer/inner eye corners, nose bridge, forehead, temples.
+STABLE_POINTS: tuple[int, ...] = (33, 133, 263, 362, 168, 6, 197, 10, 151, 9, 234, 454, 127, 356, 70, 300)
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
+
+# Jaw line from the right jaw angle round the chin to the left one, and the chin/lower-cheek points
+# inside it: they move with the jaw when the mouth opens.
+JAW_POINTS: tuple[int, ...] = (58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288)
+CHIN_POINTS: tuple[int, ...] = (18, 200, 199, 175, 83, 313, 182, 406, 106, 335, 43, 273, 57, 287, 204, 424,
+                                32, 262, 208, 428, 171, 396, 140, 369)
+#: The points the motion model predicts (lips first: `LIP_INNER` 13/14 give the aperture).
+MOTION_POINTS: tuple[int, ...] = LIP_OUTER + LIP_INNER + JAW_POINTS + CHIN_POINTS
+UPPER_INNER, LOWER_INNER = MOTION_POINTS.index(13), MOTION_POINTS.index(14)
+LEFT_CORNER, RIGHT_CORNER = MOTION_POINTS.index(291), MOTION_POINTS.index(61)
+
+#: Rest track: how far (seconds, each side) to look for the most closed mouth, and the low-pass span.
+REST_SEARCH_SECONDS = 0.5
+REST_SMOOTH_SECONDS = 1.0
+#: Aperture (eye units) a frame may be more open than the most closed one and still win by being nearer.
+TIE_BREAK = 2e-3
+
+
+def similarity_fit(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(2, 3) similarity transform M minimising sum |M [s; 1] - t|^2 over point pairs (Umeyama).
+
+    source, target: (N, 2), N >= 2. No reflection. With exact correspondences the transform is
+    recovered exactly (tested), which is what makes the canonical frame repeatable.
+    """
+    source = np.asarray(source, np.float64)
+    target = np.asarray(target, np.float64)
+    mu_s, mu_t = source.mean(axis=0), target.mean(axis=0)
+    s, t = source - mu_s, target - mu_t
+    var_s = (s * s).sum() / len(s)
+    cov = t.T @ s / len(s)
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1.0
+    rotation = u @ sign @ vt
+    scale = float((d * np.diag(sign)).sum() / max(var_s, 1e-12))
+    matrix = np.empty((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = mu_t - scale * rotation @ mu_s
+    return matrix
+
+
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(..., 2) points through a (2, 3) affine, or (T, ..., 2) through (T, 2, 3) per-frame affines."""
+    matrix = np.asarray(matrix, np.float64)
+    points = np.asarray(points, np.float64)
+    if matrix.ndim == 2:
+        return points @ matrix[:, :2].T + matrix[:, 2]
+    return np.einsum("tij,t...j->t...i", matrix[:, :, :2], points) + matrix[:, None, :, 2]
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a (2, 3) affine (or a stack of them)."""
+    matrix = np.asarray(matrix, np.float64)
+    linear = np.linalg.inv(matrix[..., :2])
+    offset = -np.einsum("...ij,...j->...i", linear, matrix[..., 2])
+    return np.concatenate([linear, offset[..., None]], axis=-1)
+
+
+def eye_normalised(points: np.ndarray) -> np.ndarray:
+    """One face's points moved so the outer eye corners sit at (-0.5, 0) and (0.5, 0)."""
+    points = np.asarray(points, np.float64)
+    pairs = points[[RIGHT_EYE_OUTER, LEFT_EYE_OUTER]]
+    # In the image the subject's right eye is on the left: it goes to x = -0.5.
+    return apply_affine(similarity_fit(pairs, np.array([[-0.5, 0.0], [0.5, 0.0]])), points)
+
+
+def stable_template(landmarks: np.ndarray, iterations: int = 2) -> np.ndarray:
+    """(len(STABLE_POINTS), 2) mean stable-point layout of a clip in eye units (generalised Procrustes).
+
+    landmarks: (T, 478, 2); frames with NaN are ignored. Starting from the eye-normalised median
+    frame, every frame is aligned to the template and the template re-estimated.
+    """
+    landmarks = np.asarray(landmarks, np.float64)
+    good = np.isfinite(landmarks).all(axis=(1, 2))
+    if not good.any():
+        raise ValueError("no frame with landmarks")
+    frames = landmarks[good][:, list(STABLE_POINTS)]
+    template = eye_normalised(np.median(landmarks[good], axis=0))[list(STABLE_POINTS)]
+    for _ in range(iterations):
+        aligned = np.stack([apply_affine(similarity_fit(f, template), f) for f in frames])
+        mean = aligned.mean(axis=0)
+        # Re-anchor so the eye corners keep defining the units (Procrustes means drift in scale).
+        eyes = [STABLE_POINTS.index(RIGHT_EYE_OUTER), STABLE_POINTS.index(LEFT_EYE_OUTER)]
+        template = apply_affine(similarity_fit(mean[eyes], np.array([[-0.5, 0.0], [0.5, 0.0]])), mean)
+    return template
+
+
+def canonical_transforms(landmarks: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """(T, 2, 3) frame -> canonical similarity per frame; NaN where the frame has no landmarks."""
+    landmarks = np.asarray(landmarks, np.float64)
+    out = np.full((len(landmarks), 2, 3), np.nan)
+    for t, points in enumerate(landmarks):
+        stable = points[list(STABLE_POINTS)]
+        if np.isfinite(stable).all():
+            out[t] = similarity_fit(stable, template)
+    return out
+
+
+def canonical_motion_points(landmarks: np.ndarray, transforms: np.ndarray) -> np.ndarray:
+    """(T, len(MOTION_POINTS), 2) motion points in the canonical frame."""
+    points = np.asarray(landmarks, np.float64)[:, list(MOTION_POINTS)]
+    return apply_affine(transforms, points)
+
+
+def aperture(shapes: np.ndarray) -> np.ndarray:
+    """(T,) inner-lip opening (points 13-14) of canonical motion shapes, in eye units."""
+    shapes = np.asarray(shapes, np.float64)
+    return np.linalg.norm(shapes[:, UPPER_INNER] - shapes[:, LOWER_INNER], axis=-1)
+
+
+def moving_average(values: np.ndarray, span: int) -> np.ndarray:
+    """Centred moving average over ``span`` samples along axis 0, edges using what exists; NaN-aware."""
+    values = np.asarray(values, np.float64)
+    if span <= 1 or len(values) == 0:
+        return values.copy()
+    finite = np.isfinite(values)
+    filled = np.where(finite, values, 0.0)
+    half_left = (span - 1) // 2
+    half_right = span - 1 - half_left
+    pad = [(half_left + 1, half_right)] + [(0, 0)] * (values.ndim - 1)
+    sums = np.cumsum(np.pad(filled, pad), axis=0)
+    counts = np.cumsum(np.pad(finite.astype(np.float64), pad), axis=0)
+    total = sums[span:] - sums[:-span]
+    count = counts[span:] - counts[:-span]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def rest_track(shapes: np.ndarray, fps: float, search_seconds: float = REST_SEARCH_SECONDS,
+               smooth_seconds: float = REST_SMOOTH_SECONDS) -> np.ndarray:
+    """(T, P, 2) closed-mouth shape of every moment (see the module docstring).
+
+    For frame t: the shape of the most closed frame within ``search_seconds`` either side, then a
+    centred moving average over ``smooth_seconds``. A clip with one frame (a photo) is its own rest.
+    """
+    shapes = np.asarray(shapes, np.float64)
+    opening = aperture(shapes)
+    opening = np.where(np.isfinite(opening), opening, np.inf)
+    reach = max(0, int(round(search_seconds * fps)))
+    n = len(shapes)
+    closest = np.empty(n, np.int64)
+    for t in range(n):
+        lo, hi = max(0, t - reach), min(n, t + reach + 1)
+        # Among (nearly) equally closed frames, the nearest in time: a closed mouth that slowly
+        # smiles must not lag by half the search window.
+        nearness = TIE_BREAK * np.abs(np.arange(lo, hi) - t) / max(1, reach)
+        closest[t] = lo + int(np.argmin(opening[lo:hi] + nearness))
+    picked = shapes[closest]
+    return moving_average(picked, max(1, int(round(smooth_seconds * fps))))
+
+
+def speech_motion(shapes: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """(T, P * 2) flattened motion of each frame away from its rest shape."""
+    return (np.asarray(shapes, np.float64) - np.asarray(rest, np.float64)).reshape(len(shapes), -1)
+
+
+def articulation_scale(motion: np.ndarray) -> float:
+    """How strongly a speaker articulates: RMS norm of the motion over frames that move at all.
+
+    The quietest third of frames (mostly pauses, where the motion is ~0) are left out so a clip
+    with long silences does not read as a mumbler.
+    """
+    norms = np.linalg.norm(np.asarray(motion, np.float64), axis=1)
+    norms = norms[np.isfinite(norms)]
+    if len(norms) == 0:
+        return 0.0
+    kept = np.sort(norms)[len(norms) // 3:]
+    return float(np.sqrt(np.mean(kept ** 2))) if len(kept) else 0.0
+
+
+@dataclass(frozen=True)
+class MotionBasis:
+    """PCA of speech motion: motion ≈ coefficients @ components (no mean: rest means zero motion)."""
+
+    components: np.ndarray  # (K, P * 2)
+    variance: np.ndarray  # (K,) variance of each coefficient in the data it was fitted on
+
+    @classmethod
+    def fit(cls, motion: np.ndarray, count: int) -> MotionBasis:
+        """Principal directions of (N, P * 2) motion vectors, uncentred (zero motion stays zero)."""
+        motion = np.asarray(motion, np.float64)
+        motion = motion[np.isfinite(motion).all(axis=1)]
+        _, singular, vt = np.linalg.svd(motion, full_matrices=False)
+        variance = singular[:count] ** 2 / max(1, len(motion))
+        return cls(vt[:count].astype(np.float32), variance.astype(np.float32))
+
+    def encode(self, motion: np.ndarray) -> np.ndarray:
+        return np.asarray(motion, np.float64) @ self.components.T.astype(np.float64)
+
+    def decode(self, coefficients: np.ndarray) -> np.ndarray:
+        return np.asarray(coefficients, np.float64) @ self.components.astype(np.float64)
+
+    def to_dict(self) -> dict:
+        return {"components": self.components.tolist(), "variance": self.variance.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MotionBasis:
+        return cls(np.asarray(data["components"], np.float32), np.asarray(data["variance"], np.float32))

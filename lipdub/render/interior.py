@@ -1,0 +1,83 @@
+"""The mouth opening when no input frame can supply it: a photo, or a video that never opens wide.
+
+When the borrowed frame's own opening is much smaller than the target's, its cavity pixels would be
+stretched from a thin line (vertical stripes); instead the opening is painted: a dark cavity whose
+colour comes from the speaker's own lips (so lighting and white balance match), an upper-teeth band
+under the upper lip that shows more as the mouth opens, and a faint lower-teeth band, with a soft
+edge. This is a procedural stand-in for a learned interior network (see docs/models.md): it gives
+the opening a plausible structure at the face's own resolution instead of a blur or a smear.
+
+`interior_alpha` decides how much of the painted interior to use: none while the borrowed frame
+opens at least `OWN_INTERIOR_RATIO` as wide as the target, all of it below half that.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+OWN_INTERIOR_RATIO = 0.7
+TEETH_WHITE = np.array([232.0, 226.0, 214.0])
+
+
+def interior_alpha(source_opening: float, target_opening: float, closed: float = 0.02) -> float:
+    """0..1 weight of the painted interior, from the two openings (eye units)."""
+    if target_opening <= closed:
+        return 0.0
+    ratio = source_opening / target_opening
+    return float(np.clip((OWN_INTERIOR_RATIO - ratio) / (OWN_INTERIOR_RATIO / 2), 0.0, 1.0))
+
+
+def lip_colour(image: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """Mean RGB of the lips (between the outer and inner lip contours) in ``image``."""
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(outer).astype(np.int32)], 1)
+    cv2.fillPoly(mask, [np.round(inner).astype(np.int32)], 0)
+    if mask.sum() < 4:
+        return np.array([150.0, 80.0, 80.0])
+    return image[mask.astype(bool)].reshape(-1, 3).astype(np.float64).mean(axis=0)
+
+
+def paint_interior(patch: np.ndarray, origin: tuple[int, int], inner: np.ndarray, lips_rgb: np.ndarray,
+                   eye_distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """(painted patch, alpha (h, w) float32): a mouth interior inside the ``inner`` lip ring.
+
+    ``inner``: the 20 inner-lip points (`lipdub.eval.mouth.LIP_INNER` order: right corner, lower
+    lip, left corner, upper lip) in frame pixels; ``origin``: frame pixel of the patch's top-left.
+    """
+    h, w = patch.shape[:2]
+    ring = np.asarray(inner, np.float64) - np.asarray(origin, np.float64)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [np.round(ring * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    if not mask.any():
+        return patch, np.zeros((h, w), np.float32)
+    lower, upper = ring[:11], ring[list(range(10, 20)) + [0]]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    # Upper and lower lip height at every column, by interpolation along x.
+    up_order, lo_order = np.argsort(upper[:, 0]), np.argsort(lower[:, 0])
+    y_up = np.interp(xs[0], upper[up_order, 0], upper[up_order, 1])
+    y_lo = np.interp(xs[0], lower[lo_order, 0], lower[lo_order, 1])
+    gap = np.maximum(y_lo - y_up, 1e-3)[None, :]
+    depth = (ys - y_up[None, :]) / gap  # 0 at the upper lip, 1 at the lower lip
+    left, right = ring[:, 0].min(), ring[:, 0].max()
+    across = np.clip((xs - left) / max(right - left, 1e-3), 0.0, 1.0)
+    centre = 1.0 - (2.0 * across - 1.0) ** 2  # 1 in the middle, 0 at the corners
+
+    cavity = np.clip(lips_rgb * 0.28, 0, 255)
+    shade = 0.55 + 0.45 * np.clip(np.abs(depth - 0.55) * 1.6, 0.0, 1.0)
+    colour = cavity[None, None, :] * shade[..., None]
+    # Upper teeth: a band under the upper lip, at most ~0.07 eye units tall, brightest mid-mouth.
+    teeth_height = np.minimum(0.07 * eye_distance, 0.45 * gap)
+    teeth = np.clip((y_up[None, :] + teeth_height - ys) / np.maximum(teeth_height * 0.25, 1.0), 0.0, 1.0)
+    teeth *= np.clip(centre * 1.6, 0.0, 1.0)
+    brightness = float(np.clip(lips_rgb.mean() / 140.0, 0.45, 1.0))
+    white = TEETH_WHITE * brightness
+    colour = colour * (1.0 - teeth[..., None]) + white[None, None, :] * teeth[..., None] * (0.8 + 0.2 * centre[..., None])
+    # A hint of lower teeth just above the lower lip.
+    lower_teeth = np.clip((ys - (y_lo[None, :] - 0.25 * teeth_height)) / np.maximum(teeth_height * 0.2, 1.0), 0, 1)
+    lower_teeth *= 0.35 * np.clip(centre * 1.4, 0.0, 1.0)
+    colour = colour * (1.0 - lower_teeth[..., None]) + white[None, None, :] * 0.75 * lower_teeth[..., None]
+    alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), max(0.6, eye_distance / 250.0))
+    alpha = np.minimum(alpha, mask.astype(np.float32) / 255.0 * 1.5).clip(0.0, 1.0)
+    painted = np.clip(colour, 0, 255).astype(np.uint8)
+    return painted, alpha.astype(np.float32)

@@ -1,0 +1,317 @@
+"""``lipdub train motion``: teach the lip motion model to predict lower-face motion from speech.
+
+Data: every clip of a ``lipdub preprocess`` dataset that has its own synchronous speech (real and
+synthetic talking heads). The Face Mesh points already in the dataset are the targets, so
+training never decodes a picture: loading the whole shared corpus takes about a minute, training a
+few minutes on two cores.
+
+Targets, per frame (see `lipdub.motion.shape`): the canonical motion points minus the clip's rest
+track, projected on a PCA basis fitted on the training split, divided by the clip's articulation
+scale. The loss is the mean squared error of those coefficients plus, weighted by
+``aperture_weight``, the error of the mouth opening they imply (the figure users see first).
+
+Validation is by speaker (the dataset's split). The headline figure is the Pearson r between the
+predicted and the real mouth aperture per clip at lag 0, averaged per speaker and then over
+speakers, so that 60 GRID sentences of one man weigh as much as one TV clip; the lag that
+maximises r (within +-5 frames) is reported beside it.
+
+Sampling is speaker-balanced in the same spirit: a speaker is drawn with probability proportional
+to the square root of their frame count, then a clip of theirs by length, then a random window of
+``sequence`` frames.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from lipdub.errors import LipdubError
+from lipdub.eval.mouth import aperture_correlation
+from lipdub.media.features import MelConfig, melspectrogram
+from lipdub.models.lip_motion import LipMotionNet
+from lipdub.motion import shape as S
+from lipdub.motion.features import WINDOW_COLUMNS, frame_windows, normalise_mel
+
+logger = logging.getLogger(__name__)
+
+MEL = MelConfig()
+
+
+@dataclass
+class MotionRecipe:
+    """One training run's settings (saved as config.json beside the checkpoint)."""
+
+    steps: int = 2500
+    batch: int = 24
+    sequence: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    coefficients: int = 12
+    width: int = 128
+    aperture_weight: float = 1.0
+    normalise_mel: bool = True
+    gain_jitter: float = 0.8  # +- uniform global mel shift (about +-10 dB)
+    causal: bool = False
+    lookahead: int = 8  # mel columns after the frame in the causal variant (100 ms)
+    kinds: tuple[str, ...] = ("real", "synthetic")
+    eval_every: int = 250
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+    def __post_init__(self) -> None:
+        self.kinds = tuple(self.kinds)
+
+    @classmethod
+    def from_json(cls, path: Path) -> MotionRecipe:
+        from lipdub.train.common import config_from_json
+
+        return config_from_json(cls, path)
+
+
+@dataclass
+class MotionClip:
+    """One clip as the motion model sees it."""
+
+    clip_id: str
+    speaker: str
+    kind: str
+    split: str
+    fps: float
+    windows: np.ndarray  # (T, 80, 49) float16
+    shapes: np.ndarray  # (T, P, 2) canonical motion points
+    rest: np.ndarray  # (T, P, 2)
+    motion: np.ndarray  # (T, P * 2)
+    valid: np.ndarray  # (T,) bool
+    scale: float
+
+
+def clip_shapes(landmarks: np.ndarray, valid: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(shapes, rest, motion) of one clip's (T, 478, 2) landmarks; invalid frames are NaN."""
+    points = np.asarray(landmarks, np.float64).copy()
+    points[~np.asarray(valid, bool)] = np.nan
+    template = S.stable_template(points)
+    transforms = S.canonical_transforms(points, template)
+    shapes = S.canonical_motion_points(points, transforms)
+    rest = S.rest_track(shapes, fps)
+    return shapes, rest, S.speech_motion(shapes, rest)
+
+
+def audio_windows(samples: np.ndarray, frames: int, fps: float, recipe: MotionRecipe) -> np.ndarray:
+    """(frames, 80, 49) float32 motion-model windows of 16 kHz speech."""
+    mel = melspectrogram(np.asarray(samples, np.float32), MEL)
+    if recipe.normalise_mel:
+        mel = normalise_mel(mel)
+    lookahead = recipe.lookahead if recipe.causal else None
+    return frame_windows(mel, frames, fps, MEL, WINDOW_COLUMNS, lookahead=lookahead)
+
+
+def load_motion_clips(dataset: Path, recipe: MotionRecipe,
+                      progress: Callable[[int, int], None] | None = None) -> list[MotionClip]:
+    """Every clip with audio of the kinds in ``recipe`` (both splits), ready for training."""
+    from lipdub.train.data import read_clips_table, read_wav_mono16k
+
+    dataset = Path(dataset)
+    rows = [r for r in read_clips_table(dataset) if r["kind"] in recipe.kinds and str(r.get("has_audio", "1")) == "1"]
+    clips = []
+    for done, row in enumerate(rows):
+        folder = dataset / "clips" / row["clip_id"]
+        with np.load(folder / "landmarks.npz") as npz:
+            points = np.asarray(npz["points"], np.float32)
+            valid = np.asarray(npz["valid"], bool)
+        fps = float(row["fps"])
+        try:
+            shapes, rest, motion = clip_shapes(points, valid, fps)
+        except ValueError as error:
+            logger.warning("skipping %s: %s", row["clip_id"], error)
+            continue
+        windows = audio_windows(read_wav_mono16k(folder / "audio.wav"), len(points), fps, recipe)
+        ok = valid & np.isfinite(motion).all(axis=1)
+        clips.append(MotionClip(row["clip_id"], row["speaker"], row["kind"], row["split"], fps,
+                                windows.astype(np.float16), shapes, rest, motion, ok,
+                                S.articulation_scale(motion[ok])))
+        if progress is not None:
+            progress(done + 1, len(rows))
+    return clips
+
+
+def aperture_direction(basis: S.MotionBasis) -> np.ndarray:
+    """(K,) linear read-out of the aperture change (lower minus upper inner lip, y) from coefficients."""
+    components = basis.components.astype(np.float64)
+    return components[:, S.LOWER_INNER * 2 + 1] - components[:, S.UPPER_INNER * 2 + 1]
+
+
+class _Sampler:
+    """Speaker-balanced random windows of ``sequence`` frames (see the module docstring)."""
+
+    def __init__(self, clips: Sequence[MotionClip], sequence: int, seed: int):
+        self.clips = [c for c in clips if len(c.valid) >= sequence and c.valid.mean() > 0.5]
+        if not self.clips:
+            raise LipdubError(f"no training clip has {sequence} frames with a face")
+        self.sequence = sequence
+        self.rng = np.random.default_rng(seed)
+        by_speaker: dict[str, list[int]] = defaultdict(list)
+        for i, clip in enumerate(self.clips):
+            by_speaker[clip.speaker].append(i)
+        self.speakers = sorted(by_speaker)
+        self.members = [by_speaker[s] for s in self.speakers]
+        frames = np.array([sum(len(self.clips[i].valid) for i in m) for m in self.members], np.float64)
+        self.speaker_p = np.sqrt(frames) / np.sqrt(frames).sum()
+
+    def draw(self) -> tuple[MotionClip, int]:
+        members = self.members[self.rng.choice(len(self.members), p=self.speaker_p)]
+        lengths = np.array([len(self.clips[i].valid) for i in members], np.float64)
+        clip = self.clips[members[self.rng.choice(len(members), p=lengths / lengths.sum())]]
+        start = int(self.rng.integers(0, len(clip.valid) - self.sequence + 1))
+        return clip, start
+
+
+def _targets(clip: MotionClip, basis: S.MotionBasis, scale: float) -> np.ndarray:
+    motion = np.nan_to_num(clip.motion)
+    return (basis.encode(motion) / max(scale, 1e-6)).astype(np.float32)
+
+
+def predict_coefficients(model: LipMotionNet, windows: np.ndarray) -> np.ndarray:
+    """(T, K) coefficients for a whole clip's (T, 80, 49) windows, in eval mode."""
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.from_numpy(np.asarray(windows, np.float32))[None])
+    return out[0].numpy().astype(np.float64)
+
+
+def evaluate_clips(model: LipMotionNet, basis: S.MotionBasis, clips: Sequence[MotionClip]) -> dict:
+    """Per-clip and per-speaker aperture r (prediction only) of ``clips``.
+
+    Prediction only: the predicted motion is added to the clip's *mean* rest shape (a constant),
+    so no slow information from the real video enters the predicted aperture.
+    """
+    rows = []
+    for clip in clips:
+        if clip.valid.sum() < 10:
+            continue
+        coefficients = predict_coefficients(model, clip.windows)
+        motion = basis.decode(coefficients) * clip.scale
+        mean_rest = np.nanmean(clip.rest, axis=0)
+        predicted = S.aperture(mean_rest[None] + motion.reshape(len(motion), -1, 2))
+        real = S.aperture(clip.shapes)
+        real = np.where(clip.valid, real, np.nan)
+        lag0 = aperture_correlation(predicted, real, max_lag=0).r
+        best = aperture_correlation(predicted, real, max_lag=5)
+        rows.append({"clip": clip.clip_id, "speaker": clip.speaker, "kind": clip.kind,
+                     "frames": int(clip.valid.sum()), "r": lag0, "best_r": best.r, "lag": best.lag})
+    return summarise(rows)
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Means per speaker, then over speakers, separately for each kind of footage."""
+    summary: dict = {"clips": rows}
+    for kind in sorted({r["kind"] for r in rows}):
+        speakers: dict[str, list[dict]] = defaultdict(list)
+        for row in rows:
+            if row["kind"] == kind:
+                speakers[row["speaker"]].append(row)
+        per_speaker = {s: {"r": float(np.mean([r["r"] for r in rs])),
+                           "lag": float(np.mean([r["lag"] for r in rs])), "clips": len(rs)}
+                       for s, rs in sorted(speakers.items())}
+        summary[kind] = {
+            "speakers": len(per_speaker),
+            "r": float(np.mean([v["r"] for v in per_speaker.values()])),
+            "mean_lag": float(np.mean([v["lag"] for v in per_speaker.values()])),
+            "per_speaker": per_speaker,
+        }
+    return summary
+
+
+def train_motion(dataset: Path, run_dir: Path, recipe: MotionRecipe,
+                 progress: Callable[[int, int, dict], None] | None = None) -> dict:
+    """Train, validate by speaker, and save checkpoint.pt + config.json + data.json + metrics.json."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(recipe.seed)
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    started = time.time()
+    clips = load_motion_clips(dataset, recipe)
+    train = [c for c in clips if c.split == "train"]
+    val = [c for c in clips if c.split == "val"]
+    if not train:
+        raise LipdubError(f"{dataset} has no training clips with audio")
+    overlap = {c.speaker for c in train} & {c.speaker for c in val}
+    if overlap:
+        raise LipdubError(f"speakers in both splits: {', '.join(sorted(overlap))}")
+    logger.info("motion data: %d train clips (%d speakers), %d val clips (%d speakers), loaded in %.0f s",
+                len(train), len({c.speaker for c in train}), len(val), len({c.speaker for c in val}),
+                time.time() - started)
+    motion = np.concatenate([c.motion[c.valid] / max(c.scale, 1e-6) for c in train])
+    basis = S.MotionBasis.fit(motion, recipe.coefficients)
+    default_scale = float(np.median([c.scale for c in train if c.kind == "real"] or [c.scale for c in train]))
+    a_dir = torch.from_numpy(aperture_direction(basis).astype(np.float32))
+    (run_dir / "data.json").write_text(json.dumps(
+        {"dataset": str(dataset), "train": [c.clip_id for c in train], "val": [c.clip_id for c in val],
+         "train_speakers": sorted({c.speaker for c in train}), "val_speakers": sorted({c.speaker for c in val})},
+        indent=1))
+    (run_dir / "config.json").write_text(json.dumps(asdict(recipe), indent=1))
+
+    targets = {c.clip_id: _targets(c, basis, c.scale) for c in train}
+    sampler = _Sampler(train, recipe.sequence, recipe.seed)
+    model = LipMotionNet(recipe.coefficients, recipe.width, causal=recipe.causal)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=recipe.lr, total_steps=recipe.steps,
+                                                   pct_start=0.1)
+    rng = np.random.default_rng(recipe.seed + 1)
+    history, best = [], None
+    for step in range(1, recipe.steps + 1):
+        model.train()
+        windows, target, mask = [], [], []
+        for _ in range(recipe.batch):
+            clip, start = sampler.draw()
+            stop = start + recipe.sequence
+            w = clip.windows[start:stop].astype(np.float32)
+            w = w + rng.uniform(-recipe.gain_jitter, recipe.gain_jitter)
+            windows.append(w)
+            target.append(targets[clip.clip_id][start:stop])
+            mask.append(clip.valid[start:stop])
+        x = torch.from_numpy(np.stack(windows))
+        y = torch.from_numpy(np.stack(target))
+        m = torch.from_numpy(np.stack(mask).astype(np.float32))[..., None]
+        out = model(x)
+        coefficient_loss = ((out - y) ** 2 * m).sum() / (m.sum() * recipe.coefficients)
+        aperture_loss = (((out - y) @ a_dir) ** 2 * m[..., 0]).sum() / m.sum() / (a_dir @ a_dir)
+        loss = coefficient_loss + recipe.aperture_weight * aperture_loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % recipe.eval_every == 0 or step == recipe.steps:
+            metrics = evaluate_clips(model, basis, val) if val else {}
+            entry = {"step": step, "loss": float(loss), "coefficient_loss": float(coefficient_loss),
+                     "aperture_loss": float(aperture_loss),
+                     "val_real_r": metrics.get("real", {}).get("r"),
+                     "val_synthetic_r": metrics.get("synthetic", {}).get("r"),
+                     "seconds": round(time.time() - started, 1)}
+            history.append(entry)
+            logger.info("motion step %d: %s", step, entry)
+            if progress is not None:
+                progress(step, recipe.steps, entry)
+    state = {
+        "state_dict": model.state_dict(),
+        "basis": basis.to_dict(),
+        "default_scale": default_scale,
+        "recipe": asdict(recipe),
+        "step": recipe.steps,
+    }
+    torch.save(state, run_dir / "checkpoint.pt")
+    final = evaluate_clips(model, basis, val) if val else {}
+    train_fit = evaluate_clips(model, basis, [c for c in train if c.kind == "real"][:40])
+    result = {"history": history, "val": final, "train_real_r": train_fit.get("real", {}).get("r"),
+              "default_scale": default_scale, "seconds": round(time.time() - started, 1)}
+    (run_dir / "metrics.json").write_text(json.dumps(result, indent=1))
+    return result

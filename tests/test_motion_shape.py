@@ -1,0 +1,123 @@
+"""Canonical frame, rest track, PCA basis, shape transfer and the speech gate, against known values."""
+
+import numpy as np
+import pytest
+
+from lipdub.motion import shape as S
+from lipdub.motion.features import frame_windows, normalise_mel
+from lipdub.motion.predictor import speech_gate
+from lipdub.motion.transfer import speaker_scale, target_shapes
+
+
+def _similarity(scale, angle, shift):
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[scale * c, -scale * s, shift[0]], [scale * s, scale * c, shift[1]]])
+
+
+def test_similarity_fit_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(12, 2))
+    matrix = _similarity(2.5, 0.3, (4.0, -7.0))
+    fitted = S.similarity_fit(points, S.apply_affine(matrix, points))
+    np.testing.assert_allclose(fitted, matrix, atol=1e-10)
+
+
+def test_invert_affine():
+    matrix = _similarity(0.7, -1.1, (3.0, 2.0))
+    points = np.array([[1.0, 2.0], [-3.0, 0.5]])
+    np.testing.assert_allclose(S.apply_affine(S.invert_affine(matrix), S.apply_affine(matrix, points)), points)
+
+
+def test_canonical_frame_removes_head_position_roll_and_size():
+    rng = np.random.default_rng(1)
+    face = rng.normal(size=(478, 2))
+    frames = np.stack([S.apply_affine(_similarity(s, a, (x, y)), face)
+                       for s, a, x, y in [(50, 0.0, 100, 80), (80, 0.4, 300, 200), (30, -0.2, 10, 500)]])
+    template = S.stable_template(frames)
+    canon = S.canonical_motion_points(frames, S.canonical_transforms(frames, template))
+    np.testing.assert_allclose(canon[1], canon[0], atol=1e-9)
+    np.testing.assert_allclose(canon[2], canon[0], atol=1e-9)
+    eyes = [S.STABLE_POINTS.index(S.RIGHT_EYE_OUTER), S.STABLE_POINTS.index(S.LEFT_EYE_OUTER)]
+    np.testing.assert_allclose(template[eyes], [[-0.5, 0.0], [0.5, 0.0]], atol=1e-9)
+
+
+def test_moving_average_known_values_and_nan():
+    np.testing.assert_allclose(S.moving_average(np.array([0.0, 3.0, 6.0, 9.0]), 3), [1.5, 3.0, 6.0, 7.5])
+    np.testing.assert_allclose(S.moving_average(np.array([1.0, np.nan, 3.0]), 3), [1.0, 2.0, 3.0])
+
+
+def _shapes_with_opening(openings):
+    shapes = np.zeros((len(openings), len(S.MOTION_POINTS), 2))
+    shapes[:, S.LOWER_INNER, 1] = openings
+    return shapes
+
+
+def test_rest_track_is_the_closed_mouth_not_the_average():
+    # Speech at 25 fps: the mouth opens to 0.2 and closes every 4 frames.
+    openings = np.tile([0.0, 0.1, 0.2, 0.1], 25)
+    rest = S.rest_track(_shapes_with_opening(openings), fps=25.0)
+    np.testing.assert_allclose(S.aperture(rest), 0.0, atol=1e-12)
+    motion = S.speech_motion(_shapes_with_opening(openings), rest)
+    np.testing.assert_allclose(motion.reshape(100, -1, 2)[:, S.LOWER_INNER, 1], openings)
+
+
+def test_rest_track_keeps_a_slow_smile():
+    # The mouth widens slowly (a smile over 4 s) while closed: the rest follows it.
+    t = np.arange(100)
+    shapes = np.zeros((100, len(S.MOTION_POINTS), 2))
+    shapes[:, S.LEFT_CORNER, 0] = 0.2 + 0.1 * t / 99
+    rest = S.rest_track(shapes, fps=25.0)
+    assert np.abs(rest[13:87, S.LEFT_CORNER, 0] - shapes[13:87, S.LEFT_CORNER, 0]).max() < 1e-9
+
+
+def test_articulation_scale_ignores_pauses():
+    moving = np.ones((60, 4))
+    with_pauses = np.concatenate([moving, np.zeros((30, 4))])
+    assert S.articulation_scale(moving) == pytest.approx(2.0)
+    assert S.articulation_scale(with_pauses) == pytest.approx(2.0)
+
+
+def test_motion_basis_round_trip_and_zero_motion():
+    rng = np.random.default_rng(2)
+    directions = rng.normal(size=(3, 20))
+    motion = rng.normal(size=(500, 3)) @ directions
+    basis = S.MotionBasis.fit(motion, 3)
+    np.testing.assert_allclose(basis.decode(basis.encode(motion)), motion, atol=1e-4)
+    np.testing.assert_allclose(basis.decode(np.zeros(3)), 0.0)
+    restored = S.MotionBasis.from_dict(basis.to_dict())
+    np.testing.assert_allclose(restored.components, basis.components)
+
+
+def test_target_shape_and_scale_rules():
+    rest = np.ones((2, 3, 2))
+    motion = np.full((2, 3, 2), 0.5)
+    np.testing.assert_allclose(target_shapes(rest, motion, 2.0), 2.0)
+    np.testing.assert_allclose(target_shapes(rest, np.zeros_like(motion), 2.0), rest)
+    assert speaker_scale(None, 0.3) == 0.3
+    assert speaker_scale(0.05, 0.3) == 0.3  # a silent input reads low: the default is used
+    assert speaker_scale(0.36, 0.3) == pytest.approx(0.36)
+    assert speaker_scale(3.0, 0.3) == pytest.approx(0.48)
+
+
+def test_frame_windows_centre_and_silence_padding():
+    mel = np.tile(np.arange(100, dtype=np.float32), (80, 1))  # column j holds j
+    windows = frame_windows(mel, frames=3, fps=40.0, columns=5)  # 2 columns per frame
+    np.testing.assert_array_equal(windows[1, 0], [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(windows[0, 0], [-4, -4, 0, 1, 2])
+    causal = frame_windows(mel, frames=3, fps=40.0, columns=5, lookahead=1)
+    np.testing.assert_array_equal(causal[2, 0], [1, 2, 3, 4, 5])
+
+
+def test_normalise_mel_removes_a_constant_band_offset():
+    rng = np.random.default_rng(3)
+    mel = rng.normal(size=(80, 200)).astype(np.float32)
+    tilted = mel + np.linspace(-1, 1, 80, dtype=np.float32)[:, None]
+    np.testing.assert_allclose(normalise_mel(tilted), normalise_mel(mel), atol=1e-5)
+
+
+def test_speech_gate_shuts_in_silence_and_opens_in_speech():
+    loud = np.r_[np.full(50, -1.0), np.full(50, -4.0), np.full(50, -1.0)]
+    gate = speech_gate(loud, widen=2)
+    assert gate[:50].min() == 1.0 and gate[100:].min() == 1.0
+    assert gate[55:95].max() == 0.0
+    assert speech_gate(np.full(30, -4.0)).max() == 0.0

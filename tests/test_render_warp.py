@@ -1,0 +1,142 @@
+"""The renderer's numeric parts against known values: affines, rasterising, warps, mesh, bank."""
+
+import numpy as np
+import pytest
+
+from lipdub.render import bank as B
+from lipdub.render.mesh import build_mesh, fan_triangles, mesh_triangles, strip_triangles, warp_vertices
+from lipdub.render.warp import piecewise_affine_maps, rasterise_triangles, triangle_affines, warp_patch
+
+
+def test_triangle_affine_maps_target_corners_onto_source_corners():
+    source = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    target = np.array([[5.0, 5.0], [25.0, 5.0], [5.0, 25.0]])  # scaled by 2, shifted by 5
+    affine = triangle_affines(source, target, np.array([[0, 1, 2]]))[0]
+    np.testing.assert_allclose(affine, [[0.5, 0.0, -2.5], [0.0, 0.5, -2.5]], atol=1e-12)
+
+
+def test_degenerate_target_triangle_gets_nan():
+    source = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    target = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
+    assert np.isnan(triangle_affines(source, target, np.array([[0, 1, 2]]))).all()
+
+
+def test_two_triangles_of_a_square_cover_it_once_without_gaps():
+    target = np.array([[0.0, 0.0], [20.0, 0.0], [20.0, 20.0], [0.0, 20.0]])
+    ids = rasterise_triangles(target, np.array([[0, 1, 2], [0, 2, 3]]), (0, 0, 20, 20))
+    assert (ids >= 0).all()
+    assert set(np.unique(ids)) == {0, 1}
+
+
+def test_global_affine_warp_matches_the_affine():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)
+    source = np.array([[10.0, 10.0], [60.0, 12.0], [58.0, 62.0], [12.0, 60.0]])
+    target = source + np.array([3.0, -2.0])  # a pure translation by (3, -2)
+    triangles = np.array([[0, 1, 2], [0, 2, 3]])
+    map_x, map_y, covered = piecewise_affine_maps(source, target, triangles, (0, 0, 80, 80))
+    ys, xs = np.nonzero(covered)
+    np.testing.assert_allclose(map_x[ys, xs], xs - 3.0, atol=1e-4)
+    np.testing.assert_allclose(map_y[ys, xs], ys + 2.0, atol=1e-4)
+    patch, covered = warp_patch(image, (0, 0), source, target, triangles, (0, 0, 80, 80))
+    inner = covered.copy()
+    inner[:, :2] = inner[:2] = False
+    ys, xs = np.nonzero(inner)
+    np.testing.assert_array_equal(patch[ys, xs], image[ys + 2, xs - 3])
+
+
+def test_warp_puts_a_dot_on_its_target_within_half_a_pixel():
+    """A bright dot at a source vertex lands on the matching target vertex (centroid < 0.5 px)."""
+    import cv2
+
+    image = np.zeros((120, 120, 3), np.uint8)
+    source = np.array([[20.0, 20.0], [100.0, 20.0], [100.0, 100.0], [20.0, 100.0], [60.0, 60.0]])
+    target = source.copy()
+    target[4] = [67.3, 52.6]  # only the centre moves: a non-rigid target shape
+    cv2.circle(image, (600, 600), 16, (255, 255, 255), -1, cv2.LINE_AA, shift=4)  # dot at (37.5, 37.5)
+    # Fan of four triangles round the centre.
+    triangles = np.array([[0, 1, 4], [1, 2, 4], [2, 3, 4], [3, 0, 4]])
+    dot = np.array([37.5, 37.5])
+    patch, _ = warp_patch(image, (0, 0), source, target, triangles, (0, 0, 120, 120))
+    weight = patch[..., 0].astype(np.float64)
+    ys, xs = np.mgrid[0:120, 0:120]
+    found = np.array([(weight * xs).sum(), (weight * ys).sum()]) / weight.sum()
+    # Where the dot should go: the affine of its triangle (0, 1, 4 contains it? it is in 3-0-4 or 0-1-4).
+    for tri in triangles:
+        a = triangle_affines(target, source, tri[None])[0]  # source -> target
+        s = source[tri]
+        m = np.linalg.solve(np.vstack([s.T, np.ones(3)]), np.append(dot, 1.0))
+        if (m >= -1e-9).all():
+            expected = a[:, :2] @ dot + a[:, 2]
+            break
+    assert np.linalg.norm(found - expected) < 0.5
+
+
+def test_mesh_has_a_hole_at_the_mouth_and_no_triangle_above_the_nose():
+    from lipdub.eval.mouth import LIP_INNER
+
+    triangles = mesh_triangles()
+    assert len(triangles) > 800
+    inner = set(LIP_INNER)
+    # No mesh triangle is made of inner-lip points only from both lips (13 with 14 would span the opening).
+    assert not any({13, 14} <= set(t) for t in triangles.tolist())
+    assert all(len(set(t) & inner) < 3 for t in triangles.tolist())
+
+
+def test_fan_and_strip_triangles():
+    np.testing.assert_array_equal(fan_triangles((5, 6, 7), 9), [[5, 6, 9], [6, 7, 9], [7, 5, 9]])
+    np.testing.assert_array_equal(strip_triangles([0, 1, 2], [3, 4, 5]), [[0, 1, 3], [1, 2, 4], [3, 1, 4], [4, 2, 5]])
+
+
+def test_warp_vertices_ring_follows_the_anchor_not_the_moved_face():
+    layout = np.random.default_rng(1).normal(size=(478, 2))
+    mesh = build_mesh(layout)
+    moved = layout.copy()
+    moved[152] += [0.0, 5.0]  # the chin drops
+    a = warp_vertices(moved, mesh, ring_from=layout)
+    b = warp_vertices(layout, mesh)
+    np.testing.assert_array_equal(a[mesh.ring_start:], b[mesh.ring_start:])
+    assert a.shape == (mesh.vertex_count, 2)
+
+
+def test_viterbi_prefers_playing_forward_over_switching():
+    # Two candidates per frame; bank id 0..3 are input frames 0..3; id 4 is frame 10.
+    frame_of = np.array([0, 1, 2, 3, 10])
+    candidates = np.array([[0, 4], [1, 4], [2, 4], [3, 4]])
+    costs = np.array([[0.0, 0.01], [0.015, 0.0], [0.0, 0.01], [0.0, 0.01]])
+    path = B.viterbi_path(costs, candidates, frame_of, switch_cost=0.05)
+    np.testing.assert_array_equal(path, [0, 1, 2, 3])  # frame 1 is slightly worse but switching costs more
+    path = B.viterbi_path(costs, candidates, frame_of, switch_cost=0.0)
+    np.testing.assert_array_equal(path, [0, 4, 2, 3])
+
+
+def test_bank_never_picks_frames_outside_the_input_or_inside_the_exclusion():
+    rng = np.random.default_rng(2)
+    bank_frames = np.arange(0, 100, 2)
+    bank_shapes = rng.normal(size=(len(bank_frames), 79, 2))
+    targets = rng.normal(size=(60, 79, 2))
+    target_frames = np.arange(60)
+    picked = B.choose_sources(targets, np.zeros((60, 2)), target_frames, bank_shapes, np.zeros((50, 2)),
+                              bank_frames, exclude_within=10)
+    assert ((picked >= 0) & (picked < len(bank_frames))).all()
+    assert (np.abs(bank_frames[picked] - target_frames) > 10).all()
+
+
+def test_bank_picks_the_matching_shape():
+    rng = np.random.default_rng(3)
+    bank_shapes = rng.normal(size=(30, 79, 2))
+    targets = bank_shapes[[7, 7, 20]] + 1e-3
+    picked = B.choose_sources(targets, np.zeros((3, 2)), np.array([0, 1, 2]), bank_shapes, np.zeros((30, 2)),
+                              np.arange(100, 130), switch_cost=0.0)
+    np.testing.assert_array_equal(picked, [7, 7, 20])
+
+
+def test_patch_spool_round_trip():
+    spool = B.PatchSpool()
+    a = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    b = np.full((4, 1, 3), 9, np.uint8)
+    pa, pb = spool.add(a, (1, 2)), spool.add(b, (5, 6))
+    np.testing.assert_array_equal(spool.read(pb), b)
+    np.testing.assert_array_equal(spool.read(pa), a)
+    assert pa.origin == (1, 2)
+    spool.close()
