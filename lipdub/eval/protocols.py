@@ -1,7 +1,7 @@
-"""Reconstruction protocols: re-create real clips from their own audio and compare with the real thing.
+"""Evaluation protocols: real clips re-created from their own audio, or dubbed with each other's.
 
 A real talking clip is its own ground truth: drive the generator with the clip's audio and the
-measured mouth should move like the real one. Two protocols, as in the literature:
+measured mouth should move like the real one. Two reconstruction protocols, as in the literature:
 
 - ``image`` (image-driven): the first frame alone, as a photo, plus the clip's audio. Nothing of
   the real mouth motion is visible to the model.
@@ -10,14 +10,32 @@ measured mouth should move like the real one. Two protocols, as in the literatur
   the frame itself, so the model cannot copy the true mouth from its reference. (Wav2Lip's own
   inference feeds the frame itself as reference, which leaks the real mouth into the result.)
 
+A third protocol measures mouth shape where a reconstruction cannot:
+
+- ``crossdub``: clip A's video dubbed with clip B's speech (clip i with clip i+1 of the set, the
+  last with the first), and the dubbed mouth's opening compared with B's REAL mouth saying the
+  same words. In a reconstruction the model may copy A's own mouth (through the reference, or
+  because pose and jaw come from the video) and score well without following the audio; A's mouth
+  said other words, so here it can only cost. The figures are the aperture correlation at lag 0
+  and the best one within ±5 frames with its lag (`lipdub.eval.mouth.aperture_correlation`), with
+  B's aperture resampled by time onto the output's frames when the frame rates differ.
+
+Every protocol also reports how still the mouth is in the driving audio's pauses of 2 s or more
+(`lipdub.eval.pauses.pause_motion_ratio`; n/a when the audio has no such pause, which is the case
+for every natural clip in the shared data, so judging it needs audio with a pause spliced in), next
+to the same figure for the real clip; and, where the output follows a face video (video,
+crossdub), whether the expression of that video is kept (`lipdub.eval.expression`).
+
 `evaluate_set` runs one protocol over a set of clips and reports, per clip and on average, the
-figures of the generated clip next to the same figures for the real clip (the yardstick).
+figures of the generated clip next to the same figures for the real clip (the yardstick; in a
+cross-dub the real clip is the speech source B).
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,7 +45,13 @@ from lipdub.errors import LipdubError
 
 logger = logging.getLogger(__name__)
 
-PROTOCOLS = ("image", "video")
+PROTOCOLS = ("image", "video", "crossdub")
+#: Protocols that re-create a clip from its own audio (`reconstruct`).
+RECONSTRUCTIONS = ("image", "video")
+#: Largest lag (frames) searched by the aperture correlation, as in `lipdub eval`.
+MAX_LAG = 5
+#: Sample rate the driving audio is read at for speech activity.
+ACTIVITY_SAMPLE_RATE = 16000
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m4v")
 
 
@@ -63,7 +87,9 @@ def reconstruct(clip: Path, protocol: str, output: Path, **sync_options) -> Path
     from lipdub.media.decode import probe_video
     from lipdub.pipeline import sync
 
-    if protocol not in PROTOCOLS:
+    if protocol not in RECONSTRUCTIONS:
+        if protocol in PROTOCOLS:
+            raise LipdubError(f"{protocol!r} does not reconstruct a clip from its own audio; see `crossdub`")
         raise LipdubError(f"unknown protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
     if protocol == "image":
         photo = first_frame_photo(clip, output.with_suffix(".png"))
@@ -73,73 +99,243 @@ def reconstruct(clip: Path, protocol: str, output: Path, **sync_options) -> Path
     return output
 
 
-def _row(name: str, report: dict) -> dict:
+def crossdub_pairs(clips: Sequence[Path]) -> list[tuple[Path, Path]]:
+    """(face video A, speech source B) pairs of the cross-dub protocol: clip i with clip i+1, the last with the first.
+
+    Every clip is dubbed once and lends its speech once, and no clip is dubbed with its own
+    speech. Repeated clips are dropped first (a file named both on its own and inside a folder), so
+    A ≠ B holds. Needs at least two different clips.
+    """
+    unique = list(dict.fromkeys(Path(clip) for clip in clips))
+    if len(unique) < 2:
+        raise LipdubError("the crossdub protocol needs at least two different clips")
+    return [(unique[i], unique[(i + 1) % len(unique)]) for i in range(len(unique))]
+
+
+def resample_by_time(values: np.ndarray, source_fps: float, target_fps: float, frames: int) -> np.ndarray:
+    """(frames,) ``values`` sampled at ``source_fps`` read at the times of ``frames`` frames at ``target_fps``.
+
+    Target frame j is at time j / target_fps, i.e. at source position p = j · source_fps /
+    target_fps; the value there is the linear interpolation between source frames floor(p) and
+    floor(p) + 1 (exactly source frame p when p is whole). NaN past the last source frame (no
+    extrapolation) and wherever a source frame used is NaN, so a frame without a face stays unknown.
+    Equal rates give the values back unchanged.
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    position = np.arange(frames) * (source_fps / target_fps)
+    nearest = np.round(position)
+    position = np.where(np.abs(position - nearest) < 1e-9, nearest, position)  # whole frames exactly
+    below = np.floor(position).astype(np.int64)
+    fraction = position - below
+    out = np.full(frames, np.nan)
+    inside = below < values.size
+    exact = inside & (fraction == 0.0)
+    out[exact] = values[below[exact]]
+    between = inside & (fraction > 0.0) & (below + 1 < values.size)
+    lo, hi, w = values[below[between]], values[below[between] + 1], fraction[between]
+    out[between] = (1.0 - w) * lo + w * hi
+    return out
+
+
+def crossdub(face: Path, speech: Path, output: Path, **sync_options) -> Path:
+    """Dub ``face``'s video with ``speech``'s audio (the cross-dub protocol's run); returns ``output``.
+
+    ``length_mode="cut"``: the output stops at the shorter of the two, so output frame k is frame k
+    of ``face`` and time k / fps of ``speech``, with nothing looped or held to compare against.
+    """
+    from lipdub.pipeline import sync
+
+    sync(face, speech, output, length_mode="cut", overwrite=True, **sync_options)
+    return output
+
+
+def crossdub_mouth(output_landmarks: np.ndarray, output_fps: float, speech_landmarks: np.ndarray,
+                   speech_fps: float, max_lag: int = MAX_LAG) -> dict:
+    """Aperture figures of a dubbed mouth against the speech source's real mouth.
+
+    Both (N, 478, 2) landmark arrays hold every frame (NaN without a face). The real aperture is
+    resampled by time onto the output's frames (`resample_by_time`), then correlated with the
+    output's: ``aperture_r0`` at lag 0, ``aperture_r`` the best within ±``max_lag`` frames and
+    ``aperture_lag`` its lag (positive = the dubbed mouth moves late).
+    """
+    from lipdub.eval.mouth import aperture_correlation, mouth_aperture
+
+    generated = mouth_aperture(output_landmarks)
+    real = resample_by_time(mouth_aperture(speech_landmarks), speech_fps, output_fps, generated.size)
+    at_zero = aperture_correlation(generated, real, max_lag=0)
+    best = aperture_correlation(generated, real, max_lag=max_lag)
+    return {"aperture_r0": at_zero.r, "aperture_r": best.r, "aperture_lag": best.lag}
+
+
+def pause_ratio(landmarks: np.ndarray, fps: float, samples: np.ndarray, sample_rate: int) -> float:
+    """`pause_motion_ratio` of the mouth in ``landmarks`` (every frame, NaN without a face) in the
+    pauses of the driving audio ``samples`` (sample 0 = frame 0); NaN when it has no 2 s pause."""
+    from lipdub.eval.mouth import mouth_aperture
+    from lipdub.eval.pauses import pause_motion_ratio, speech_activity
+
+    aperture = mouth_aperture(landmarks)
+    active = speech_activity(samples, sample_rate, fps, aperture.size)
+    return pause_motion_ratio(aperture, active, fps)
+
+
+#: Columns of a row beyond the sync figures, in table order; None = not measured.
+_FIGURES = ("lmd", "aperture_r", "sharpness", "real_lse_d", "real_lse_c", "real_av_offset", "aperture_r0",
+            "aperture_lag", "pause_ratio", "real_pause_ratio", "expression_r", "expression_range")
+
+
+def _known(value):
+    """``value``, or None for a NaN: rows say "not measured" one way, and results.json stays JSON."""
+    return None if isinstance(value, float) and np.isnan(value) else value
+
+
+def _row(name: str, report: dict, figures: dict | None = None) -> dict:
+    """One table row: the sync figures of ``report``, its mouth/image figures and ``figures`` on top.
+
+    Every row has every column of `format_table` (None where not measured, NaN turned into None).
+    """
     mouth = report.get("mouth") or {}
     image = report.get("image") or {}
-    return {
+    row = {
         "clip": name,
         "lse_d": report["sync"]["lse_d"],
         "lse_c": report["sync"]["lse_c"],
         "av_offset": report["sync"]["av_offset_frames"],
+        **dict.fromkeys(_FIGURES),
         "lmd": mouth.get("lmd"),
         "aperture_r": mouth.get("aperture_correlation"),
+        "aperture_lag": mouth.get("aperture_lag_frames"),
         "sharpness": image.get("mouth_sharpness_ratio"),
     }
+    if mouth.get("aperture_generated"):
+        from lipdub.eval.mouth import aperture_correlation
+
+        row["aperture_r0"] = aperture_correlation(mouth["aperture_generated"], mouth["aperture_reference"], max_lag=0).r
+    row.update(figures or {})
+    return {key: _known(value) for key, value in row.items()}
+
+
+def _real_figures(real: dict) -> dict:
+    return {"real_lse_d": real["sync"]["lse_d"], "real_lse_c": real["sync"]["lse_c"],
+            "real_av_offset": real["sync"]["av_offset_frames"]}
+
+
+def _mean(rows: list[dict]) -> dict:
+    """Per column, the mean of the rows' numbers (None, NaN and text skipped); absent when none."""
+    mean = {}
+    for key in rows[0]:
+        values = [row[key] for row in rows if isinstance(row.get(key), (int, float)) and not np.isnan(row[key])]
+        if key != "clip" and values:
+            mean[key] = float(np.mean(values))
+    return mean
 
 
 def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_path: Path | None = None,
                  progress: Callable[[int, int, str], None] | None = None, **sync_options) -> dict:
     """Run ``protocol`` over ``clips``; returns {"protocol", "judge", "rows": [...], "mean": {...}}.
 
-    Each row holds the generated clip's LSE-D/LSE-C/AV offset (its audio = the clip's own), LMD,
-    mouth-aperture correlation and mouth sharpness (Laplacian variance, generated / real; 1 = as
-    sharp as the real mouth) against the real clip, and the real clip's own LSE-D/LSE-C.
+    Each row holds the generated clip's LSE-D/LSE-C/AV offset against its driving audio; LMD,
+    mouth-aperture correlation (best within ±5 frames, its lag, and at lag 0) and mouth sharpness
+    (Laplacian variance, generated / real; 1 = as sharp as the real mouth) against the real clip;
+    the pause motion ratio against the driving audio's pauses; for the video and crossdub
+    protocols the expression figures against the face video; and the real clip's own LSE-D/LSE-C/
+    offset and pause ratio. In ``crossdub`` rows (named "A ← B") the real clip is B, the mouth
+    figures come from `crossdub_mouth` (no LMD or sharpness: A's frames are no reference for B's
+    words) and the rows also carry "face" and "speech" paths. ``sync_options`` go to
+    `lipdub.pipeline.sync` (checkpoint, profile, engine, ...). Clips that fail with a
+    `LipdubError` are skipped with a warning.
     """
-    from lipdub.eval.report import evaluate
+    from lipdub.eval.expression import expression_fidelity
+    from lipdub.eval.report import evaluate_tracked
+    from lipdub.media.audio import load_audio
 
+    if protocol not in PROTOCOLS:
+        raise LipdubError(f"unknown protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
+    jobs = crossdub_pairs(clips) if protocol == "crossdub" else [(Path(clip), Path(clip)) for clip in clips]
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # The real clips' own evaluations (and tracks), each measured once and dropped after its last use:
+    # in a cross-dub every clip is the speech of one pair and the face of another.
+    uses = Counter(clip for job in jobs for clip in set(job))
+    reals: dict[Path, object] = {}
+
+    def real_of(clip: Path):
+        if clip not in reals:
+            try:
+                reals[clip] = evaluate_tracked(clip, output_dir / clip.stem / "real", judge_path=judge_path)
+            except LipdubError as error:
+                reals[clip] = error
+        if isinstance(reals[clip], LipdubError):
+            raise reals[clip]
+        return reals[clip]
+
     rows = []
     judge_name = None
     with tempfile.TemporaryDirectory(prefix="lipdub-evalset-") as work:
-        for done, clip in enumerate(clips):
+        for done, (face, speech) in enumerate(jobs):
+            name = face.name if protocol != "crossdub" else f"{face.name} ← {speech.name}"
             if progress is not None:
-                progress(done, len(clips), clip.name)
+                progress(done, len(jobs), name)
             try:
-                real = evaluate(clip, output_dir / clip.stem / "real", judge_path=judge_path)
-                generated_path = reconstruct(clip, protocol, Path(work) / f"{clip.stem}.mp4", **sync_options)
-                generated = evaluate(generated_path, output_dir / clip.stem / protocol, audio=clip,
-                                     reference=clip, judge_path=judge_path)
+                real = real_of(speech)
+                samples = load_audio(speech, sample_rate=ACTIVITY_SAMPLE_RATE)
+                real_landmarks = real.track.landmark_array()
+                figures = {**_real_figures(real.report),
+                           "real_pause_ratio": pause_ratio(real_landmarks, real.track.fps, samples, ACTIVITY_SAMPLE_RATE)}
+                if protocol == "crossdub":
+                    face_landmarks = real_of(face).track.landmark_array()
+                    output = crossdub(face, speech, Path(work) / f"{face.stem}__{speech.stem}.mp4", **sync_options)
+                    generated = evaluate_tracked(output, output_dir / f"{face.stem}__{speech.stem}" / protocol,
+                                                 audio=speech, judge_path=judge_path)
+                    landmarks, fps = generated.track.landmark_array(), generated.track.fps
+                    figures.update(crossdub_mouth(landmarks, fps, real_landmarks, real.track.fps))
+                    figures.update(face=str(face), speech=str(speech))
+                else:
+                    output = reconstruct(face, protocol, Path(work) / f"{face.stem}.mp4", **sync_options)
+                    generated = evaluate_tracked(output, output_dir / face.stem / protocol, audio=speech,
+                                                 reference=face, judge_path=judge_path, reference_track=real.track)
+                    landmarks, fps = generated.track.landmark_array(), generated.track.fps
+                    face_landmarks = real_landmarks if protocol == "video" else None
+                figures["pause_ratio"] = pause_ratio(landmarks, fps, samples, ACTIVITY_SAMPLE_RATE)
+                if face_landmarks is not None:
+                    expression = expression_fidelity(landmarks, face_landmarks, fps)
+                    figures.update(expression_r=expression["r"], expression_range=expression["range_ratio"])
             except LipdubError as error:
-                logger.warning("skipping %s: %s", clip, error)
+                logger.warning("skipping %s: %s", name, error)
                 continue
-            judge_name = generated["sync"]["judge"]["name"]
-            row = _row(clip.name, generated)
-            row.update(real_lse_d=real["sync"]["lse_d"], real_lse_c=real["sync"]["lse_c"],
-                       real_av_offset=real["sync"]["av_offset_frames"])
-            rows.append(row)
+            finally:
+                for clip in set((face, speech)):
+                    uses[clip] -= 1
+                    if uses[clip] == 0:
+                        reals.pop(clip, None)
+            judge_name = generated.report["sync"]["judge"]["name"]
+            rows.append(_row(name, generated.report, figures))
     if progress is not None:
-        progress(len(clips), len(clips), "")
+        progress(len(jobs), len(jobs), "")
     if not rows:
         raise LipdubError("no clip could be evaluated")
-    keys = [k for k in rows[0] if k != "clip"]
-    mean = {k: float(np.mean([r[k] for r in rows if r[k] is not None])) for k in keys if any(r[k] is not None for r in rows)}
-    return {"protocol": protocol, "judge": judge_name, "rows": rows, "mean": mean}
+    return {"protocol": protocol, "judge": judge_name, "rows": rows, "mean": _mean(rows)}
+
+
+#: (header, row key, digits) of `format_table`'s columns, the original ten first.
+_COLUMNS = (
+    ("LSE-D", "lse_d", 3), ("LSE-C", "lse_c", 3), ("offset", "av_offset", 1), ("LMD", "lmd", 4),
+    ("aperture r", "aperture_r", 3), ("mouth sharpness", "sharpness", 3), ("real LSE-D", "real_lse_d", 3),
+    ("real LSE-C", "real_lse_c", 3), ("real offset", "real_av_offset", 1), ("aperture r lag 0", "aperture_r0", 3),
+    ("lag", "aperture_lag", 1), ("pause ratio", "pause_ratio", 3), ("real pause ratio", "real_pause_ratio", 3),
+    ("expression r", "expression_r", 3), ("expression range", "expression_range", 3),
+)
 
 
 def format_table(result: dict) -> str:
-    """Markdown table of `evaluate_set`'s result, one row per clip and the mean."""
-    header = ("| clip | LSE-D | LSE-C | offset | LMD | aperture r | mouth sharpness | real LSE-D | real LSE-C | real offset |\n"
-              "|---|---|---|---|---|---|---|---|---|---|")
+    """Markdown table of `evaluate_set`'s result, one row per clip and the mean; n/a where not measured."""
+    header = "| clip | " + " | ".join(title for title, _, _ in _COLUMNS) + " |\n" + "|---" * (len(_COLUMNS) + 1) + "|"
 
     def cell(value, digits=3):
-        return "n/a" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return "n/a"
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
     lines = [f"protocol: {result['protocol']}; judge: {result['judge']}", "", header]
     for row in [*result["rows"], {"clip": "**mean**", **result["mean"]}]:
-        lines.append("| " + " | ".join([
-            row["clip"], cell(row.get("lse_d")), cell(row.get("lse_c")), cell(row.get("av_offset"), 1),
-            cell(row.get("lmd"), 4), cell(row.get("aperture_r")), cell(row.get("sharpness")), cell(row.get("real_lse_d")),
-            cell(row.get("real_lse_c")), cell(row.get("real_av_offset"), 1),
-        ]) + " |")
+        lines.append("| " + " | ".join([row["clip"], *(cell(row.get(key), digits) for _, key, digits in _COLUMNS)]) + " |")
     return "\n".join(lines)

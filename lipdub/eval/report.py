@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 MOUTH_BOX_MARGIN = 0.6
 #: Size mouth crops are resized to for the sharpness and flicker figures.
 MOUTH_CROP = 64
+#: Points per face in `FaceTrack.landmarks` (Face Mesh with iris points).
+MESH_LANDMARKS = 478
 
 
 @dataclass
@@ -52,6 +55,18 @@ class FaceTrack:
         self.frames += 1
         self.found.append(face is not None)
         self.landmarks.append(None if face is None else face.landmarks.astype(np.float32))
+
+    def landmark_array(self) -> np.ndarray:
+        """(frames, 478, 2) float64 landmarks, NaN in the frames without a face.
+
+        The shape the `lipdub.eval.mouth` / `pauses` / `expression` metrics take, with every frame
+        kept in place, so per-frame signals stay aligned with time and with the audio.
+        """
+        points = np.full((self.frames, MESH_LANDMARKS, 2), np.nan)
+        for index, landmarks in enumerate(self.landmarks):
+            if landmarks is not None:
+                points[index] = landmarks[:MESH_LANDMARKS, :2]
+        return points
 
 
 def mouth_box(landmarks: np.ndarray, frame_shape: tuple[int, int], margin: float = MOUTH_BOX_MARGIN) -> tuple[int, int, int, int]:
@@ -79,6 +94,18 @@ def _tracked_frames(path: Path) -> Iterator[tuple[np.ndarray, object | None, flo
         tracker = FaceTracker(detector, smoothing=SmoothingConfig(fps=info.fps))
         for frame in iter_frames(path):
             yield frame.image, tracker.update(frame.image), info.fps
+
+
+def track_video(path: Path) -> FaceTrack:
+    """The face track of every frame of ``path``, with the inference tracker (no judging)."""
+    track: FaceTrack | None = None
+    for _, face, fps in _tracked_frames(path):
+        if track is None:
+            track = FaceTrack(fps=fps)
+        track.add(face)
+    if track is None:
+        raise LipdubError(f"{path} contains no video frames")
+    return track
 
 
 def sync_report(video: Path, audio: Path | None, judge, max_offset: int = 15,
@@ -154,9 +181,7 @@ def compare_report(video: Path, reference: Path, track: FaceTrack, reference_tra
     from lipdub.media.decode import iter_frames
 
     if reference_track is None:
-        reference_track = FaceTrack(fps=track.fps)
-        for image, face, fps in _tracked_frames(reference):
-            reference_track.add(face)
+        reference_track = track_video(reference)
     count = min(track.frames, reference_track.frames)
     both = [i for i in range(count) if track.landmarks[i] is not None and reference_track.landmarks[i] is not None]
     mouth: dict = {"frames_compared": len(both)}
@@ -296,10 +321,31 @@ def _markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+class Evaluation(NamedTuple):
+    """What `evaluate_tracked` measured: the report, and the face tracks it was computed from.
+
+    The tracks let a caller compute further per-frame figures (pauses, expression) without
+    tracking the videos again; ``reference_track`` is None without a reference.
+    """
+
+    report: dict
+    track: FaceTrack
+    reference_track: FaceTrack | None
+
+
 def evaluate(video: Path | str, output_dir: Path | str, audio: Path | str | None = None,
              reference: Path | str | None = None, judge_path: Path | str | None = None,
              max_offset: int = 15, progress: Callable[[int], None] | None = None) -> dict:
     """Evaluate ``video`` and write ``report.json``, ``report.md`` and PNG plots to ``output_dir``."""
+    return evaluate_tracked(video, output_dir, audio, reference, judge_path, max_offset, progress).report
+
+
+def evaluate_tracked(video: Path | str, output_dir: Path | str, audio: Path | str | None = None,
+                     reference: Path | str | None = None, judge_path: Path | str | None = None,
+                     max_offset: int = 15, progress: Callable[[int], None] | None = None,
+                     reference_track: FaceTrack | None = None) -> Evaluation:
+    """`evaluate`, also returning the face tracks; ``reference_track`` (the reference already
+    tracked, e.g. by its own evaluation) saves tracking the reference again."""
     from lipdub.eval.judge import load_judge
 
     video = Path(video)
@@ -323,10 +369,12 @@ def evaluate(video: Path | str, output_dir: Path | str, audio: Path | str | None
     }
     strip: list = []
     if reference is not None:
-        mouth, image = compare_report(video, Path(reference), track)
+        if reference_track is None:
+            reference_track = track_video(Path(reference))
+        mouth, image = compare_report(video, Path(reference), track, reference_track)
         strip = image.pop("_strip")
         report["mouth"], report["image"] = mouth, image
     report["plots"] = _plot(report, strip, out_dir)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1, allow_nan=True))
     (out_dir / "report.md").write_text(_markdown(report))
-    return report
+    return Evaluation(report, track, reference_track if reference is not None else None)
