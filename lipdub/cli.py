@@ -345,8 +345,9 @@ def evaluate_set_command(
     output_dir: Path = typer.Option(..., "--output", "-o", help="Folder for per-clip reports and table.md / results.json."),
     protocol: str = typer.Option("video", "--protocol", help="image: first frame + the clip's audio; video: the clip with a far (first-frame) reference; crossdub: each clip dubbed with the next clip's speech, its mouth compared with that clip's real mouth (needs 2+ clips)."),
     judge: Optional[Path] = typer.Option(None, "--judge", help="SyncNet checkpoint to judge with (default: the bundled expert)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator to evaluate (default: the bundled model)."),
-    profile: Optional[Path] = typer.Option(None, "--profile", help="A personalised profile to evaluate."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="Engine to evaluate: 'motion' (default) or 'generator' (implied by --checkpoint / --profile)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator to evaluate (generator engine)."),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="A personalised generator profile to evaluate."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, errors only."),
 ) -> None:
     """Reconstruct real clips from their own audio (or cross-dub them) and compare with the real videos (the yardstick).
@@ -362,8 +363,8 @@ def evaluate_set_command(
     with Progress(TextColumn("[bold]eval-set"), BarColumn(), MofNCompleteColumn(), TextColumn("clips {task.description}"),
                   TimeElapsedColumn(), console=stderr, transient=True, disable=quiet) as bar:
         task = bar.add_task("", total=len(clips))
-        result = evaluate_set(clips, protocol, output_dir, judge_path=judge, checkpoint=checkpoint, profile=profile,
-                              progress=lambda done, total, name: bar.update(task, completed=done, total=total, description=name))
+        result = evaluate_set(clips, protocol, output_dir, judge_path=judge, engine=engine, checkpoint=checkpoint,
+                              profile=profile, progress=lambda done, total, name: bar.update(task, completed=done, total=total, description=name))
     table = format_table(result)
     (output_dir / "table.md").write_text(table + "\n")
     (output_dir / "results.json").write_text(json.dumps(result, indent=1))

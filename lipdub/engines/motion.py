@@ -28,7 +28,7 @@ from lipdub.face.blend import LOWER_FACE_OUTLINE, feathered_polygon, match_color
 from lipdub.motion import shape as S
 from lipdub.motion.transfer import speaker_scale, target_shapes
 from lipdub.render import bank as B
-from lipdub.render.interior import interior_alpha, lip_colour, paint_interior
+from lipdub.render.interior import interior_alpha, lip_colour, paint_interior, teeth_colour
 from lipdub.render.mesh import MESH_POINTS, build_mesh, warp_vertices
 from lipdub.render.warp import bounding_rect, warp_patch
 
@@ -40,6 +40,9 @@ BANK_MARGIN = 6
 #: Points whose canonical position reflects head yaw/pitch (nose tip, nose ridge, chin is not used:
 #: it moves with speech).
 POSE_POINTS = (1, 4, 5, 195)
+#: Face Mesh eye contours (the sclera is sampled for the painted teeth's white).
+RIGHT_EYE_RING = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
+LEFT_EYE_RING = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
 #: Width of the soft mask edge and of the displacement falloff, in eye units.
 FEATHER_EYE_UNITS = 0.18
 FALLOFF_EYE_UNITS = 0.12
@@ -130,37 +133,48 @@ class MotionEngine:
                     "n/a" if measured is None else f"{measured:.3f}", self.predictor.default_scale)
 
         frames = plan.timeline.output_frames
-        motion = self.predictor.predict(plan.speech, frames, plan.fps)
-        sources = np.array([plan.timeline.source_index(i) for i in range(frames)], np.int64)
-        self._sources = sources
-        targets = target_shapes(rest[sources], motion, self.scale)  # (T, P, 2) canonical
-        self._targets = targets
-
+        self._sources = np.array([plan.timeline.source_index(i) for i in range(frames)], np.int64)
+        self._has_face = np.array([plan.faces[j] is not None for j in self._sources], bool)
+        self._shapes, self._rest, self._fps = shapes, rest, plan.fps
+        self._eye = np.linalg.norm(landmarks[:, S.RIGHT_EYE_OUTER] - landmarks[:, S.LEFT_EYE_OUTER], axis=-1)
         layout = np.nanmedian(self._canonical, axis=0)
         self._mesh = build_mesh(layout)
         self._followers, self._follow_weights = displacement_weights(layout, self._mesh.lower, S.MOTION_POINTS)
         self._triangles = np.concatenate([self._mesh.surface, self._mesh.interior])
+        self._bank_frames = np.array([j for j, _ in self._bank], np.int64)
+        self._pose = self._canonical[:, list(POSE_POINTS)].reshape(count, -1)
 
-        bank_frames = np.array([j for j, _ in self._bank], np.int64)
-        self._bank_frames = bank_frames
-        bank_shapes = shapes[bank_frames]
-        pose = self._canonical[:, list(POSE_POINTS)].reshape(count, -1)
+        motion = self.predictor.predict(plan.speech, frames, plan.fps)
+        self.use_targets(target_shapes(rest[self._sources], motion, self.scale))
+
+    def own_shapes(self) -> np.ndarray:
+        """(T, P, 2) canonical shapes of the input frames the output shows: 'no change' as targets."""
+        return self._shapes[self._sources]
+
+    def use_targets(self, targets: np.ndarray) -> None:
+        """Render these (T, P, 2) canonical target shapes; picks each output frame's bank frame.
+
+        `prepare` calls it with the predicted shapes; tests and retargeting tools may call it again.
+        """
+        targets = np.asarray(targets, np.float64)
+        self._targets = targets
+        frames = len(targets)
         exclude = None
         if self.options.exclude_seconds is not None:
-            exclude = int(round(self.options.exclude_seconds * plan.fps))
-        has_face = np.array([plan.faces[j] is not None for j in sources])
+            exclude = int(round(self.options.exclude_seconds * self._fps))
+        bank_frames, has_face, sources = self._bank_frames, self._has_face, self._sources
         chosen = np.full(frames, -1, np.int64)
         if has_face.any() and len(bank_frames):
-            if exclude is not None and exclude >= 0 and (np.ptp(bank_frames) if len(bank_frames) else 0) <= 2 * exclude:
+            if exclude is not None and np.ptp(bank_frames) <= 2 * exclude:
                 logger.warning("input too short to exclude %.1f s around each frame; using the whole bank",
                                self.options.exclude_seconds)
                 exclude = None
-            picked = B.choose_sources(targets[has_face], pose[sources[has_face]], sources[has_face],
-                                      bank_shapes, pose[bank_frames], bank_frames, exclude_within=exclude)
-            chosen[has_face] = picked
+            chosen[has_face] = B.choose_sources(
+                targets[has_face], self._pose[sources[has_face]], sources[has_face],
+                self._shapes[bank_frames], self._pose[bank_frames], bank_frames, exclude_within=exclude)
         self._chosen = chosen
-        self.chosen_sources = np.where(chosen >= 0, bank_frames[np.maximum(chosen, 0)] if len(bank_frames) else -1, -1)
-        self._eye = np.linalg.norm(landmarks[:, S.RIGHT_EYE_OUTER] - landmarks[:, S.LEFT_EYE_OUTER], axis=-1)
+        self.chosen_sources = np.full(frames, -1, np.int64)
+        self.chosen_sources[chosen >= 0] = bank_frames[chosen[chosen >= 0]]
         self.target_points = np.full((frames, len(S.MOTION_POINTS), 2), np.nan)
 
     # -- drawing ---------------------------------------------------------------------------------
@@ -204,7 +218,9 @@ class MotionEngine:
         region = job.image[y1:y2, x1:x2]
         if painted_weight > 0:
             lips = lip_colour(job.image, target[list(S.LIP_OUTER)], inner)
-            painted, alpha = paint_interior(patch, (x1, y1), inner, lips, eye)
+            eyes = [frame_points[list(ring)] for ring in (RIGHT_EYE_RING, LEFT_EYE_RING)]
+            white = teeth_colour(job.image, eyes, lips)
+            painted, alpha = paint_interior(patch, (x1, y1), inner, lips, eye, white)
             a = (alpha * painted_weight)[..., None]
             patch = np.clip(patch * (1.0 - a) + painted * a + 0.5, 0, 255).astype(np.uint8)
 

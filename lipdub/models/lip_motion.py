@@ -52,7 +52,7 @@ class LipMotionNet(nn.Module):
     """mel windows (B, T, 80, 49) -> motion coefficients (B, T, coefficients)."""
 
     def __init__(self, coefficients: int = 12, width: int = 128, causal: bool = False,
-                 in_bands: int = MEL_BANDS):
+                 in_bands: int = MEL_BANDS, dropout: float = 0.1):
         super().__init__()
         self.coefficients = coefficients
         self.window_encoder = nn.Sequential(
@@ -65,7 +65,7 @@ class LipMotionNet(nn.Module):
             TemporalBlock(width, 5, 1, causal),
             TemporalBlock(width, 5, 2, causal),
         )
-        self.dropout = nn.Dropout(0.1)
+        self.dropout = nn.Dropout(dropout)
         self.head = nn.Conv1d(width, coefficients, 1)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:

@@ -68,6 +68,7 @@ class MotionPredictor:
     network: LipMotionNet
     basis: MotionBasis
     default_scale: float
+    gain: float = 1.0
     normalise: bool = True
     causal: bool = False
     lookahead: int = 8
@@ -90,7 +91,7 @@ class MotionPredictor:
                 lo, hi = max(0, start - context), min(frames, start + step + context)
                 out = self.network(torch.from_numpy(windows[lo:hi])[None])[0].numpy()
                 coefficients.append(out[start - lo: start - lo + min(step, frames - start)])
-        motion = self.basis.decode(np.concatenate(coefficients)) if coefficients else np.zeros((0, len(MOTION_POINTS) * 2))
+        motion = self.gain * self.basis.decode(np.concatenate(coefficients)) if coefficients else np.zeros((0, len(MOTION_POINTS) * 2))
         gate = speech_gate(frame_loudness(raw, frames, fps))
         return (motion * gate[:, None]).reshape(frames, len(MOTION_POINTS), 2)
 
@@ -112,5 +113,5 @@ def load_motion_model(name_or_path: str | Path | None = None) -> MotionPredictor
     except (KeyError, RuntimeError, OSError, ValueError) as error:
         raise LipdubError(f"{path} is not a lipdub motion model: {error}") from error
     return MotionPredictor(path.stem, network, MotionBasis.from_dict(state["basis"]), float(state["default_scale"]),
-                           normalise=recipe.get("normalise_mel", True), causal=recipe.get("causal", False),
+                           gain=float(state.get("gain", 1.0)), normalise=recipe.get("normalise_mel", True), causal=recipe.get("causal", False),
                            lookahead=recipe.get("lookahead", 8))

@@ -20,12 +20,35 @@ OWN_INTERIOR_RATIO = 0.7
 TEETH_WHITE = np.array([232.0, 226.0, 214.0])
 
 
+#: A borrowed mouth open at least this wide (eye units) shows real teeth and cavity: stretching them
+#: looks better than any painting.
+OPEN_ENOUGH = 0.05
+
+
 def interior_alpha(source_opening: float, target_opening: float, closed: float = 0.02) -> float:
     """0..1 weight of the painted interior, from the two openings (eye units)."""
-    if target_opening <= closed:
+    if target_opening <= closed or source_opening >= OPEN_ENOUGH:
         return 0.0
     ratio = source_opening / target_opening
     return float(np.clip((OWN_INTERIOR_RATIO - ratio) / (OWN_INTERIOR_RATIO / 2), 0.0, 1.0))
+
+
+def teeth_colour(image: np.ndarray, eye_rings: list[np.ndarray], lips_rgb: np.ndarray) -> np.ndarray:
+    """A plausible teeth white under this picture's light: the brightest eye-white pixels.
+
+    The sclera is the nearest thing to enamel that every face shows; its 90th-percentile
+    brightness inside the eye contours, slightly warmed, sets the colour. Falls back to a neutral
+    white scaled by the lips' brightness when the eyes are too small to sample.
+    """
+    mask = np.zeros(image.shape[:2], np.uint8)
+    for ring in eye_rings:
+        cv2.fillPoly(mask, [np.round(ring).astype(np.int32)], 1)
+    pixels = image[mask.astype(bool)].reshape(-1, 3).astype(np.float64)
+    if len(pixels) < 12:
+        return TEETH_WHITE * float(np.clip(lips_rgb.mean() / 140.0, 0.45, 1.0))
+    brightness = pixels.mean(axis=1)
+    bright = pixels[brightness >= np.percentile(brightness, 85)].mean(axis=0)
+    return np.clip(bright * np.array([1.0, 0.97, 0.92]) * 1.05, 0, 255)
 
 
 def lip_colour(image: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
@@ -39,7 +62,7 @@ def lip_colour(image: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> np.nd
 
 
 def paint_interior(patch: np.ndarray, origin: tuple[int, int], inner: np.ndarray, lips_rgb: np.ndarray,
-                   eye_distance: float) -> tuple[np.ndarray, np.ndarray]:
+                   eye_distance: float, white: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(painted patch, alpha (h, w) float32): a mouth interior inside the ``inner`` lip ring.
 
     ``inner``: the 20 inner-lip points (`lipdub.eval.mouth.LIP_INNER` order: right corner, lower
@@ -70,8 +93,9 @@ def paint_interior(patch: np.ndarray, origin: tuple[int, int], inner: np.ndarray
     teeth_height = np.minimum(0.07 * eye_distance, 0.45 * gap)
     teeth = np.clip((y_up[None, :] + teeth_height - ys) / np.maximum(teeth_height * 0.25, 1.0), 0.0, 1.0)
     teeth *= np.clip(centre * 1.6, 0.0, 1.0)
-    brightness = float(np.clip(lips_rgb.mean() / 140.0, 0.45, 1.0))
-    white = TEETH_WHITE * brightness
+    if white is None:
+        white = TEETH_WHITE * float(np.clip(lips_rgb.mean() / 140.0, 0.45, 1.0))
+    white = np.asarray(white, np.float64)
     colour = colour * (1.0 - teeth[..., None]) + white[None, None, :] * teeth[..., None] * (0.8 + 0.2 * centre[..., None])
     # A hint of lower teeth just above the lower lip.
     lower_teeth = np.clip((ys - (y_lo[None, :] - 0.25 * teeth_height)) / np.maximum(teeth_height * 0.2, 1.0), 0, 1)

@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from lipdub.errors import LipdubError
 from lipdub.eval.mouth import aperture_correlation
+from lipdub.media.audio import is_silent
 from lipdub.media.features import MelConfig, melspectrogram
 from lipdub.models.lip_motion import LipMotionNet
 from lipdub.motion import shape as S
@@ -60,6 +61,8 @@ class MotionRecipe:
     aperture_weight: float = 1.0
     normalise_mel: bool = True
     gain_jitter: float = 0.8  # +- uniform global mel shift (about +-10 dB)
+    band_mask: int = 0  # widest run of mel bands blanked per training sequence (SpecAugment-style)
+    dropout: float = 0.1
     causal: bool = False
     lookahead: int = 8  # mel columns after the frame in the causal variant (100 ms)
     kinds: tuple[str, ...] = ("real", "synthetic")
@@ -133,7 +136,13 @@ def load_motion_clips(dataset: Path, recipe: MotionRecipe,
         except ValueError as error:
             logger.warning("skipping %s: %s", row["clip_id"], error)
             continue
-        windows = audio_windows(read_wav_mono16k(folder / "audio.wav"), len(points), fps, recipe)
+        samples = read_wav_mono16k(folder / "audio.wav")
+        if is_silent(samples):
+            # A moving mouth over digital silence (a clip whose audio track is empty) would teach
+            # the model that silence moves the lips.
+            logger.warning("skipping %s: its audio is silent", row["clip_id"])
+            continue
+        windows = audio_windows(samples, len(points), fps, recipe)
         ok = valid & np.isfinite(motion).all(axis=1)
         clips.append(MotionClip(row["clip_id"], row["speaker"], row["kind"], row["split"], fps,
                                 windows.astype(np.float16), shapes, rest, motion, ok,
@@ -210,6 +219,28 @@ def evaluate_clips(model: LipMotionNet, basis: S.MotionBasis, clips: Sequence[Mo
     return summarise(rows)
 
 
+def amplitude_gain(model: LipMotionNet, basis: S.MotionBasis, clips: Sequence[MotionClip],
+                   limits: tuple[float, float] = (1.0, 2.0)) -> float:
+    """How much to amplify predictions so their mouth opening swings as widely as the real one.
+
+    A regression trained on squared error shrinks towards the mean, so predicted openings are too
+    timid. The gain is the RMS of the real opening motion over the RMS of the predicted one, on
+    *training* clips (no validation data touches the shipped model), clipped to ``limits``.
+    """
+    direction = aperture_direction(basis)
+    real, predicted = [], []
+    for clip in clips:
+        coefficients = predict_coefficients(model, clip.windows)
+        target = basis.encode(np.nan_to_num(clip.motion)) / max(clip.scale, 1e-6)
+        real.append((target @ direction)[clip.valid])
+        predicted.append((coefficients @ direction)[clip.valid])
+    if not real:
+        return 1.0
+    real_rms = float(np.sqrt(np.mean(np.concatenate(real) ** 2)))
+    predicted_rms = float(np.sqrt(np.mean(np.concatenate(predicted) ** 2)))
+    return float(np.clip(real_rms / max(predicted_rms, 1e-9), *limits))
+
+
 def summarise(rows: list[dict]) -> dict:
     """Means per speaker, then over speakers, separately for each kind of footage."""
     summary: dict = {"clips": rows}
@@ -262,7 +293,7 @@ def train_motion(dataset: Path, run_dir: Path, recipe: MotionRecipe,
 
     targets = {c.clip_id: _targets(c, basis, c.scale) for c in train}
     sampler = _Sampler(train, recipe.sequence, recipe.seed)
-    model = LipMotionNet(recipe.coefficients, recipe.width, causal=recipe.causal)
+    model = LipMotionNet(recipe.coefficients, recipe.width, causal=recipe.causal, dropout=recipe.dropout)
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=recipe.lr, total_steps=recipe.steps,
                                                    pct_start=0.1)
@@ -276,6 +307,10 @@ def train_motion(dataset: Path, run_dir: Path, recipe: MotionRecipe,
             stop = start + recipe.sequence
             w = clip.windows[start:stop].astype(np.float32)
             w = w + rng.uniform(-recipe.gain_jitter, recipe.gain_jitter)
+            if recipe.band_mask > 0:
+                width = int(rng.integers(0, recipe.band_mask + 1))
+                low = int(rng.integers(0, w.shape[1] - width + 1))
+                w[:, low:low + width] = 0.0
             windows.append(w)
             target.append(targets[clip.clip_id][start:stop])
             mask.append(clip.valid[start:stop])
@@ -301,10 +336,12 @@ def train_motion(dataset: Path, run_dir: Path, recipe: MotionRecipe,
             logger.info("motion step %d: %s", step, entry)
             if progress is not None:
                 progress(step, recipe.steps, entry)
+    gain = amplitude_gain(model, basis, [c for c in train if c.kind == "real"])
     state = {
         "state_dict": model.state_dict(),
         "basis": basis.to_dict(),
         "default_scale": default_scale,
+        "gain": gain,
         "recipe": asdict(recipe),
         "step": recipe.steps,
     }
@@ -312,6 +349,6 @@ def train_motion(dataset: Path, run_dir: Path, recipe: MotionRecipe,
     final = evaluate_clips(model, basis, val) if val else {}
     train_fit = evaluate_clips(model, basis, [c for c in train if c.kind == "real"][:40])
     result = {"history": history, "val": final, "train_real_r": train_fit.get("real", {}).get("r"),
-              "default_scale": default_scale, "seconds": round(time.time() - started, 1)}
+              "default_scale": default_scale, "gain": gain, "seconds": round(time.time() - started, 1)}
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=1))
     return result

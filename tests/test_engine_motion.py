@@ -1,0 +1,109 @@
+"""The motion engine on real footage: identity at zero motion, rest in silence, and whole runs.
+
+The bundled lip motion model is trained (docs/model-card.md); these tests check the engine's
+promises, not its quality figures, which come from `lipdub eval-set` and live in the model card.
+"""
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_file
+
+pytestmark = pytest.mark.slow
+
+
+class ZeroMotion:
+    """A predictor that asks for no speech motion at all."""
+
+    name = "zero"
+    default_scale = 0.3
+
+    def predict(self, samples, frames, fps):
+        from lipdub.motion.shape import MOTION_POINTS
+
+        return np.zeros((frames, len(MOTION_POINTS), 2))
+
+
+def _prepared(path, predictor, seconds=None):
+    from lipdub.engines.base import FrameJob, RenderPlan
+    from lipdub.engines.motion import MotionEngine
+    from lipdub.media.decode import iter_frames, probe_video
+    from lipdub.pipeline import SyncOptions, _StageClock, track_input
+    from lipdub.timeline import LengthMode, Timeline
+
+    info = probe_video(path)
+    engine = MotionEngine(predictor)
+    faces = track_input(path, info.is_photo, info.fps, SyncOptions(), engine, _StageClock(), info.frame_count)
+    frames = len(faces)
+    timeline = Timeline(LengthMode.cut, frames, frames)
+    speech = np.zeros(int(frames / info.fps * 16000), np.float32)
+    engine.prepare(RenderPlan(info.fps, timeline, faces, speech, info.is_photo, (info.height, info.width)))
+    images = [f.image for f in iter_frames(path)][:frames]
+    jobs = [FrameJob(i, i, image, faces[i]) for i, image in enumerate(images)]
+    return engine, jobs, faces
+
+
+def test_zero_motion_gives_back_the_input_outside_the_mouth_opening():
+    import cv2
+
+    from lipdub.eval.mouth import LIP_INNER
+
+    engine, jobs, faces = _prepared(shared_file("data/train/real/woman_flag.mp4"), ZeroMotion())
+    engine.use_targets(engine.own_shapes())
+    np.testing.assert_array_equal(engine.chosen_sources, np.arange(len(jobs)))
+    outputs = engine.render(jobs)
+    for job, out in zip(jobs, outputs):
+        keep = np.ones(out.shape[:2], np.uint8)
+        if job.face is not None:
+            cv2.fillPoly(keep, [np.round(job.face.landmarks[list(LIP_INNER)]).astype(np.int32)], 0)
+        diff = np.abs(out.astype(int) - job.image.astype(int)).max(axis=2)
+        assert diff[keep.astype(bool)].max() <= 1
+    engine.close()
+
+
+def test_silence_gives_the_rest_shape_with_the_bundled_model():
+    from lipdub.motion.predictor import load_motion_model
+
+    engine, jobs, _ = _prepared(shared_file("data/train/real/woman_flag.mp4"), load_motion_model())
+    np.testing.assert_allclose(engine._targets, engine._rest[engine._sources])
+    engine.close()
+
+
+def test_bank_only_lends_frames_of_the_input():
+    engine, jobs, _ = _prepared(shared_file("data/train/real/woman_flag.mp4"), ZeroMotion())
+    rng = np.random.default_rng(0)
+    engine.use_targets(engine.own_shapes() + rng.normal(scale=0.02, size=engine.own_shapes().shape))
+    assert ((engine.chosen_sources >= 0) & (engine.chosen_sources < len(jobs))).all()
+    engine.close()
+
+
+def _mouth_box(landmarks, shape):
+    from lipdub.eval.report import mouth_box
+
+    return mouth_box(landmarks, shape)
+
+
+def test_sync_video_and_photo_with_the_default_engine(tmp_path):
+    from lipdub.media.decode import iter_frames, probe_video
+    from lipdub.pipeline import sync
+
+    audio = shared_file("data/audio/english_male_1.wav")
+    face = shared_file("data/train/real/woman_flag.mp4")
+    out = tmp_path / "video.mp4"
+    result = sync(face, audio, out)
+    assert result.model == "lipdub-motion"
+    assert out.is_file() and (out.stat().st_mode & 0o777) != 0
+    info = probe_video(out)
+    assert (info.width, info.height) == (probe_video(face).width, probe_video(face).height)
+    assert result.frames_with_face == result.frames
+
+    photo = shared_file("data/photos/echomimic_a.png")
+    out_photo = tmp_path / "photo.mp4"
+    result = sync(photo, audio, out_photo)
+    frames = [f.image for f in iter_frames(out_photo)]
+    assert len(frames) == result.frames
+    # The mouth moves: the lower face differs between frames, while a corner of the picture never does.
+    spread = np.std(np.stack([f[:, :, 0].astype(float) for f in frames[:60]]), axis=0)
+    h, w = spread.shape
+    assert spread[: h // 8, : w // 8].max() < 2.0
+    assert spread.max() > 10.0
