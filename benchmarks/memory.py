@@ -4,7 +4,8 @@
 
 For each length it builds a test video from a real clip (see `throughput.py`), runs the pipeline in
 a fresh subprocess with a speech track as long as the video (the driving audio is looped to that
-length) and prints the child's peak RSS. Random generator weights: timing and memory only.
+length) and prints the child's peak RSS. ``--engine motion`` (default) runs the bundled motion
+engine; ``compact`` / ``wav2lip`` the generator engine with random weights (memory only).
 """
 
 from __future__ import annotations
@@ -42,16 +43,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", type=float, nargs="+", default=[30.0, 300.0], help="video lengths in seconds")
     parser.add_argument("--size", choices=list(SIZES), default="720p")
-    parser.add_argument("--architecture", choices=["compact", "wav2lip"], default="compact")
+    parser.add_argument("--engine", choices=["motion", "compact", "wav2lip"], default="motion")
     parser.add_argument("--source", type=Path, default=SHARED / "train/real/woman_blue_wall.mp4")
     parser.add_argument("--audio", type=Path, default=SHARED / "audio/english_lecture_intro_46s.wav")
     args = parser.parse_args()
     throughput = Path(__file__).resolve().parent / "throughput.py"
-    print(f"# lipdub peak memory vs length, {time.strftime('%Y-%m-%d')}, {args.size}, {args.architecture} (random weights)")
+    print(f"# lipdub peak memory vs length, {time.strftime('%Y-%m-%d')}, {args.size}, engine {args.engine}")
     with tempfile.TemporaryDirectory(prefix="lipdub-mem-") as tmp:
         tmp = Path(tmp)
-        checkpoint = tmp / "generator.pth"
-        make_checkpoint(args.architecture, checkpoint)
+        checkpoint = Path("-")
+        if args.engine != "motion":
+            checkpoint = tmp / "generator.pth"
+            make_checkpoint(args.engine, checkpoint)
         for seconds in args.lengths:
             video, speech = tmp / f"video_{seconds:g}.mp4", tmp / f"speech_{seconds:g}.wav"
             make_input(args.source, SIZES[args.size], seconds, video)

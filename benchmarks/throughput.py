@@ -1,13 +1,15 @@
 """Throughput of the lipdub pipeline per stage and end to end, with peak memory.
 
-    python benchmarks/throughput.py [--seconds 10] [--architecture compact|wav2lip] [--sizes 720p 1080p]
+    python benchmarks/throughput.py [--seconds 10] [--engine motion compact wav2lip] [--sizes 720p 1080p]
 
 For each size it builds a test video from a real clip in ../shared/data (scaled into a 1280x720
 or 1920x1080 frame), runs `lipdub.sync` in a fresh subprocess (so peak RSS is that run's alone)
-and prints frames per second per stage (decode, detect+track, crop, generate, blend, encode) and
-end to end. The generator has RANDOM weights of the chosen architecture: the figures are timings
-only, the output pictures mean nothing. Compare figures as ratios within one run: the machine's
-load changes absolute numbers from run to run.
+and prints frames per second per stage and end to end. ``motion`` is the default engine with the
+bundled lip motion model; ``compact`` / ``wav2lip`` are the generator engine with RANDOM weights of
+that architecture (timings only, the pictures mean nothing). Decoding and encoding run in their own
+threads beside the rendering, so the per-stage figures of "decode" and "encode (queue)" are the
+time the loop *waited* for them, not their cost. Compare figures as ratios within one run: the
+machine's load changes absolute numbers from run to run.
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ def make_checkpoint(architecture: str, path: Path) -> None:
     torch.save({"state_dict": network.state_dict()}, path)
 
 
-def run_one(video: Path, audio: Path, checkpoint: Path, output: Path, batch_size: int) -> dict:
-    """Child process: one sync run; prints its figures as JSON."""
+def run_one(video: Path, audio: Path, checkpoint: Path | None, output: Path, batch_size: int) -> dict:
+    """Child process: one sync run (the motion engine when ``checkpoint`` is None); its figures."""
     from lipdub.pipeline import sync
 
     start = time.perf_counter()
@@ -84,7 +86,8 @@ def run_one(video: Path, audio: Path, checkpoint: Path, output: Path, batch_size
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each test video")
-    parser.add_argument("--architecture", choices=["compact", "wav2lip"], nargs="+", default=["compact"])
+    parser.add_argument("--engine", choices=["motion", "compact", "wav2lip"], nargs="+", default=["motion"],
+                        help="motion: the default engine; compact / wav2lip: the generator engine, random weights")
     parser.add_argument("--sizes", choices=list(SIZES), nargs="+", default=list(SIZES))
     parser.add_argument("--source", type=Path, default=SHARED / "train/real/woman_blue_wall.mp4")
     parser.add_argument("--audio", type=Path, default=SHARED / "audio/english_lecture_intro_46s.wav")
@@ -94,7 +97,7 @@ def main() -> None:
 
     if args.child:
         video, audio, checkpoint, output = map(Path, args.child)
-        print(json.dumps(run_one(video, audio, checkpoint, output, args.batch_size)))
+        print(json.dumps(run_one(video, audio, None if checkpoint.name == "-" else checkpoint, output, args.batch_size)))
         return
 
     for path in (args.source, args.audio):
@@ -102,12 +105,14 @@ def main() -> None:
             sys.exit(f"benchmark input missing: {path} (needs ../shared/data)")
     print(f"# lipdub throughput, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
           f"{__import__('os').cpu_count()} cores, python {platform.python_version()}")
-    print("# generator weights are RANDOM (timing only)")
+    print("# motion = bundled lip motion model; compact / wav2lip generator weights are RANDOM (timing only)")
     with tempfile.TemporaryDirectory(prefix="lipdub-bench-") as tmp:
         tmp = Path(tmp)
-        for architecture in args.architecture:
-            checkpoint = tmp / f"{architecture}.pth"
-            make_checkpoint(architecture, checkpoint)
+        for architecture in args.engine:
+            checkpoint = Path("-")
+            if architecture != "motion":
+                checkpoint = tmp / f"{architecture}.pth"
+                make_checkpoint(architecture, checkpoint)
             for size in args.sizes:
                 video = tmp / f"input_{size}.mp4"
                 if not video.exists():

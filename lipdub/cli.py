@@ -280,6 +280,18 @@ def train_motion_command(
                        f"(mean best lag {summary['mean_lag']:+.2f} frames)")
 
 
+@train_app.command("export-motion")
+def export_motion_command(
+    runs: list[Path] = typer.Argument(..., help="Finished `lipdub train motion` run folders (one split); several make an ensemble."),
+    name: str = typer.Option("lipdub-motion", "--name", help="Name to bundle it under (the default motion model is lipdub-motion)."),
+    description: str = typer.Option("", "--description", help="One line for `lipdub models`."),
+) -> None:
+    """Bundle lip motion run(s) into lipdub/weights/motion (float16; the amplitude gain re-measured on training clips)."""
+    from lipdub.train.export import export_motion
+
+    typer.echo(f"wrote {export_motion(runs, name, description)}")
+
+
 @train_app.command("export")
 def export_command(
     checkpoint: Path = typer.Argument(..., help="A run's best.pt (generator or sync expert)."),
@@ -343,8 +355,9 @@ def personalize(
 def evaluate_set_command(
     sources: list[Path] = typer.Argument(..., help="Real talking clips (files or folders) with their own synchronous speech."),
     output_dir: Path = typer.Option(..., "--output", "-o", help="Folder for per-clip reports and table.md / results.json."),
-    protocol: str = typer.Option("video", "--protocol", help="image: first frame + the clip's audio; video: the clip with a far (first-frame) reference; crossdub: each clip dubbed with the next clip's speech, its mouth compared with that clip's real mouth (needs 2+ clips)."),
+    protocol: str = typer.Option("video", "--protocol", help="image: first frame + the clip's audio; video: the clip with a far (first-frame) reference; crossdub: each clip dubbed with the next clip's speech, its mouth compared with that clip's real mouth (needs 2+ clips); dub: each clip dubbed with each --speech file (sharpness, expression, pauses, render r)."),
     judge: Optional[Path] = typer.Option(None, "--judge", help="SyncNet checkpoint to judge with (default: the bundled expert)."),
+    speech: Optional[list[Path]] = typer.Option(None, "--speech", help="dub protocol: speech file(s) every clip is dubbed with (repeatable)."),
     engine: Optional[str] = typer.Option(None, "--engine", help="Engine to evaluate: 'motion' (default) or 'generator' (implied by --checkpoint / --profile)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator to evaluate (generator engine)."),
     profile: Optional[Path] = typer.Option(None, "--profile", help="A personalised generator profile to evaluate."),
@@ -363,7 +376,7 @@ def evaluate_set_command(
     with Progress(TextColumn("[bold]eval-set"), BarColumn(), MofNCompleteColumn(), TextColumn("clips {task.description}"),
                   TimeElapsedColumn(), console=stderr, transient=True, disable=quiet) as bar:
         task = bar.add_task("", total=len(clips))
-        result = evaluate_set(clips, protocol, output_dir, judge_path=judge, engine=engine, checkpoint=checkpoint,
+        result = evaluate_set(clips, protocol, output_dir, judge_path=judge, speech_files=speech, engine=engine, checkpoint=checkpoint,
                               profile=profile, progress=lambda done, total, name: bar.update(task, completed=done, total=total, description=name))
     table = format_table(result)
     (output_dir / "table.md").write_text(table + "\n")

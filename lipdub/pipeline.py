@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lipdub.errors import LipdubError
+from lipdub.media.prefetch import BackgroundWriter, prefetched
 from lipdub.timeline import LengthMode, Timeline, fit_audio, frames_for_duration, plan_timeline
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,9 @@ class SyncResult:
     duration: float
     model: str
     timings: dict[str, float] = field(default_factory=dict)
+    #: Per output frame, the mouth opening (inner lips over eye distance) the engine aimed for;
+    #: None for engines without an explicit target shape. Lets `lipdub eval-set` check the renderer.
+    target_aperture: list[float] | None = None
 
     @property
     def frames_untouched(self) -> int:
@@ -267,7 +271,7 @@ def track_input(face_path: Path, is_photo: bool, fps: float, options: SyncOption
     with FaceDetector(still_image=is_photo) as detector:
         tracker = FaceTracker(detector, face_index=options.face_index, forced_box=options.box,
                               smoothing=SmoothingConfig(fps=fps))
-        frames = clock.timed("decode", iter(iter_frames(face_path, photo_fps=options.photo_fps)))
+        frames = clock.timed("decode", prefetched(iter_frames(face_path, photo_fps=options.photo_fps)))
         for index, frame in enumerate(frames):
             start = time.perf_counter()
             face = tracker.update(frame.image)
@@ -354,7 +358,7 @@ def _run(engine, face_path: Path, audio_path: Path, output_path: Path, options: 
     clock.add("plan", start)
 
     def jobs() -> Iterator[FrameJob]:
-        images = clock.timed("decode", _source_frames(face_path, timeline, options.photo_fps))
+        images = clock.timed("decode", prefetched(_source_frames(face_path, timeline, options.photo_fps)))
         for index, image in enumerate(images):
             source = timeline.source_index(index)
             yield FrameJob(index, source, image, faces[source] if source < len(faces) else None)
@@ -364,19 +368,25 @@ def _run(engine, face_path: Path, audio_path: Path, output_path: Path, options: 
         output_path, info.width, info.height, fps, audio=muxed,
         sample_rate=OUTPUT_SAMPLE_RATE, crf=options.crf, overwrite=options.overwrite,
     ) as writer:
-        for batch in _batched(jobs(), engine.batch_size):
+        behind = BackgroundWriter(writer)
+        written = 0
+        try:
+            for batch in _batched(jobs(), engine.batch_size):
+                start = time.perf_counter()
+                images = engine.render(batch)
+                clock.add("render", start)
+                frames_with_face += sum(job.face is not None for job in batch)
+                start = time.perf_counter()
+                for image in images:
+                    behind.write(image)
+                clock.add("encode (queue)", start)
+                written += len(images)
+                if progress is not None:
+                    progress(written, timeline.output_frames)
+        finally:
             start = time.perf_counter()
-            images = engine.render(batch)
-            clock.add("render", start)
-            frames_with_face += sum(job.face is not None for job in batch)
-            start = time.perf_counter()
-            for image in images:
-                writer.write(image)
-            clock.add("encode", start)
-            if progress is not None:
-                progress(writer.frames_written, timeline.output_frames)
-        start = time.perf_counter()
-    clock.add("encode", start)
+            behind.close()
+            clock.add("encode (queue)", start)
     frames = writer.frames_written
 
     untouched = frames - frames_with_face
@@ -390,4 +400,5 @@ def _run(engine, face_path: Path, audio_path: Path, output_path: Path, options: 
         duration=frames / fps,
         model=engine.model_name,
         timings=dict(clock.seconds),
+        target_aperture=getattr(engine, "target_aperture", None),
     )

@@ -121,3 +121,32 @@ def test_speech_gate_shuts_in_silence_and_opens_in_speech():
     assert gate[:50].min() == 1.0 and gate[100:].min() == 1.0
     assert gate[55:95].max() == 0.0
     assert speech_gate(np.full(30, -4.0)).max() == 0.0
+
+
+def test_gaussian_smooth_known_values_and_constant():
+    from lipdub.motion.predictor import gaussian_smooth
+
+    impulse = gaussian_smooth(np.array([0.0, 0.0, 1.0, 0.0, 0.0]), 1.0)
+    kernel = np.exp(-0.5 * np.arange(-3, 4) ** 2)
+    kernel /= kernel.sum()
+    np.testing.assert_allclose(impulse, kernel[1:6])
+    np.testing.assert_allclose(gaussian_smooth(np.full((6, 2), 3.0), 2.0), 3.0)
+
+
+def test_an_ensemble_of_copies_predicts_like_one_member_and_silence_is_still():
+    import torch
+
+    from lipdub.models.lip_motion import LipMotionNet
+    from lipdub.motion.predictor import MotionMember, MotionPredictor
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(4)
+    basis = S.MotionBasis.fit(rng.normal(size=(200, len(S.MOTION_POINTS) * 2)), 12)
+    member = MotionMember(LipMotionNet(12, 32), basis, {"normalise_mel": True})
+    speech = (0.3 * np.sin(np.arange(16000) * 0.05) * (np.arange(16000) % 4000 < 2000)).astype(np.float32)
+    one = MotionPredictor("one", [member], 0.3).predict(speech, 25, 25.0)
+    two = MotionPredictor("two", [member, member], 0.3).predict(speech, 25, 25.0)
+    np.testing.assert_allclose(one, two, atol=1e-6)
+    assert one.shape == (25, len(S.MOTION_POINTS), 2)
+    silent = MotionPredictor("one", [member], 0.3).predict(np.zeros(16000, np.float32), 25, 25.0)
+    assert np.abs(silent).max() == 0.0

@@ -4,15 +4,18 @@ Per output frame, the data flow reads in one direction:
 
 1. **shape** (`lipdub.motion`): the target lower-face shape = the input frame's rest shape (its own
    slow expression) + the speech motion the lip motion model predicts, scaled to this speaker;
-2. **source** (`lipdub.render.bank`): the input frame whose lips are nearest that shape in a
-   similar head pose (a Viterbi path over the mouth bank, so the choice does not flicker);
-3. **warp** (`lipdub.render.warp`): that frame's lower face, piecewise-affinely moved onto the
-   target shape placed in the output frame's head pose, at full resolution;
-4. **interior** (`lipdub.render.interior`): where the target opens much wider than the borrowed
-   frame (always, for a photo), a painted cavity and teeth;
-5. **blend**: colours matched to the frame inside a feathered mask covering the old and new lower
-   face; every pixel outside that mask is the input's, exactly.
+2. **warp** (`lipdub.render.warp`): the frame's own skin and lips, piecewise-affinely moved onto
+   that shape at full resolution (Face Mesh's triangles, which leave the mouth opening as a hole);
+3. **interior**: the opening is filled from the frame itself when it is already open enough, else
+   from the mouth bank (`lipdub.render.bank`): the input frame whose lips are nearest the target in
+   a similar head pose, chosen along a Viterbi path so teeth do not flicker; where even that frame
+   is much more closed than the target (always, for a closed-mouth photo), a painted cavity and
+   teeth (`lipdub.render.interior`) cover the difference;
+4. **blend**: a feathered mask over the old and new lower face; every pixel outside it is the
+   input's, exactly.
 
+Only the opening ever comes from another frame, so skin, stubble, earrings and background at the
+jaw are the frame's own: a borrowed frame's other head pose cannot ghost into the cheek.
 Zero motion with the frame as its own source is the identity: the output equals the input.
 """
 
@@ -24,11 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from lipdub.engines.base import FrameJob, RenderPlan
-from lipdub.face.blend import LOWER_FACE_OUTLINE, feathered_polygon, match_colors
+from lipdub.face.blend import LOWER_FACE_OUTLINE, feathered_polygon
 from lipdub.motion import shape as S
 from lipdub.motion.transfer import speaker_scale, target_shapes
 from lipdub.render import bank as B
-from lipdub.render.interior import interior_alpha, lip_colour, paint_interior, teeth_colour
+from lipdub.render.interior import OWN_INTERIOR_RATIO, interior_alpha, lip_colour, paint_interior, teeth_colour
 from lipdub.render.mesh import MESH_POINTS, build_mesh, warp_vertices
 from lipdub.render.warp import bounding_rect, warp_patch
 
@@ -58,6 +61,9 @@ class MotionEngineOptions:
     exclude_seconds: float | None = None
     bank_capacity: int = BANK_CAPACITY
     batch_size: int = 16
+    #: Bank retrieval weights (`lipdub.render.bank.choose_sources`).
+    pose_weight: float = B.POSE_WEIGHT
+    switch_cost: float = B.SWITCH_COST
 
 
 def displacement_weights(layout: np.ndarray, lower: np.ndarray, motion_points: tuple[int, ...],
@@ -97,6 +103,7 @@ class MotionEngine:
         self._stride = 1
         self.chosen_sources: np.ndarray | None = None  # input frame borrowed by each output frame
         self.target_points: np.ndarray | None = None  # (T, P, 2) frame-pixel targets (for tests, eval)
+        self.target_aperture: list[float] | None = None  # per output frame, for `lipdub eval-set`
 
     # -- tracking pass -------------------------------------------------------------------------
     def expect_frames(self, count: int) -> None:
@@ -140,7 +147,6 @@ class MotionEngine:
         layout = np.nanmedian(self._canonical, axis=0)
         self._mesh = build_mesh(layout)
         self._followers, self._follow_weights = displacement_weights(layout, self._mesh.lower, S.MOTION_POINTS)
-        self._triangles = np.concatenate([self._mesh.surface, self._mesh.interior])
         self._bank_frames = np.array([j for j, _ in self._bank], np.int64)
         self._pose = self._canonical[:, list(POSE_POINTS)].reshape(count, -1)
 
@@ -171,11 +177,13 @@ class MotionEngine:
                 exclude = None
             chosen[has_face] = B.choose_sources(
                 targets[has_face], self._pose[sources[has_face]], sources[has_face],
-                self._shapes[bank_frames], self._pose[bank_frames], bank_frames, exclude_within=exclude)
+                self._shapes[bank_frames], self._pose[bank_frames], bank_frames, exclude_within=exclude,
+                switch_cost=self.options.switch_cost, pose_weight=self.options.pose_weight)
         self._chosen = chosen
         self.chosen_sources = np.full(frames, -1, np.int64)
         self.chosen_sources[chosen >= 0] = bank_frames[chosen[chosen >= 0]]
         self.target_points = np.full((frames, len(S.MOTION_POINTS), 2), np.nan)
+        self.target_aperture = [float("nan")] * frames
 
     # -- drawing ---------------------------------------------------------------------------------
     def target_frame_points(self, output_index: int) -> np.ndarray:
@@ -193,40 +201,55 @@ class MotionEngine:
         return [self._render_one(job) for job in jobs]
 
     def _render_one(self, job: FrameJob) -> np.ndarray:
-        i = job.index
-        if job.face is None or self._chosen[i] < 0:
+        i, j = job.index, job.source_index
+        if job.face is None:
             return job.image
-        frame_points = np.asarray(self._landmarks[job.source_index], np.float64)
+        frame_points = np.asarray(self._landmarks[j], np.float64)
         target = self.target_frame_points(i)
         self.target_points[i] = target[list(S.MOTION_POINTS)]
-        source_frame, patch_ref = self._bank[self._chosen[i]]
-        source_points = self._landmarks[source_frame]
+        eye_pixels = float(np.linalg.norm(target[S.RIGHT_EYE_OUTER] - target[S.LEFT_EYE_OUTER]))
+        self.target_aperture[i] = float(np.linalg.norm(target[13] - target[14])) / max(eye_pixels, 1e-6)
         target_vertices = warp_vertices(target, self._mesh, ring_from=frame_points)
-        source_vertices = warp_vertices(source_points, self._mesh)
         rect = bounding_rect(np.concatenate([target_vertices, _lower_region(frame_points)]), job.image.shape, 2)
         if rect is None:
             return job.image
         x1, y1, x2, y2 = rect
-        crop = self._spool.read(patch_ref)
-        patch, covered = warp_patch(crop, patch_ref.origin, source_vertices, target_vertices, self._triangles, rect)
-
-        eye = float(self._eye[job.source_index])
-        inner = target[list(S.LIP_INNER)]
+        # 1. Skin and lips: the frame's own pixels, moved onto the target shape.
+        patch, covered = warp_patch(job.image, (0, 0), warp_vertices(frame_points, self._mesh), target_vertices,
+                                    self._mesh.surface, rect)
+        # 2. The opening: the frame's own when it is open enough (and allowed), else a bank frame's.
         opening_target = float(S.aperture(self._targets[i][None])[0])
-        opening_source = float(S.aperture(self._canonical[source_frame][list(S.MOTION_POINTS)][None])[0])
+        opening_own = float(S.aperture(self._shapes[j][None])[0])
+        own_allowed = self.options.exclude_seconds is None
+        if own_allowed and opening_own >= OWN_INTERIOR_RATIO * opening_target or self._chosen[i] < 0:
+            source_frame, crop, origin = j, job.image, (0, 0)
+        else:
+            source_frame, patch_ref = self._bank[self._chosen[i]]
+            crop, origin = self._spool.read(patch_ref), patch_ref.origin
+        self.chosen_sources[i] = source_frame
+        source_points = np.asarray(self._landmarks[source_frame], np.float64)
+        interior, inside = warp_patch(crop, origin, warp_vertices(source_points, self._mesh), target_vertices,
+                                      self._mesh.interior, rect)
+        inner = target[list(S.LIP_INNER)]
+        lips = lip_colour(job.image, target[list(S.LIP_OUTER)], inner)
+        if source_frame != j and self.options.color_match:
+            # Same video, maybe other light: scale the borrowed cavity by the lips' colour ratio.
+            theirs = lip_colour(crop, source_points[list(S.LIP_OUTER)] - origin, source_points[list(S.LIP_INNER)] - origin)
+            gain = np.clip(lips / np.maximum(theirs, 1.0), 0.8, 1.25)
+            interior = np.clip(interior * gain + 0.5, 0, 255).astype(np.uint8)
+        opening_source = float(S.aperture(self._shapes[source_frame][None])[0])
         painted_weight = interior_alpha(opening_source, opening_target)
-        region = job.image[y1:y2, x1:x2]
         if painted_weight > 0:
-            lips = lip_colour(job.image, target[list(S.LIP_OUTER)], inner)
+            eye = float(self._eye[j])
             eyes = [frame_points[list(ring)] for ring in (RIGHT_EYE_RING, LEFT_EYE_RING)]
-            white = teeth_colour(job.image, eyes, lips)
-            painted, alpha = paint_interior(patch, (x1, y1), inner, lips, eye, white)
+            painted, alpha = paint_interior(interior, (x1, y1), inner, lips, eye, teeth_colour(job.image, eyes, lips))
             a = (alpha * painted_weight)[..., None]
-            patch = np.clip(patch * (1.0 - a) + painted * a + 0.5, 0, 255).astype(np.uint8)
+            interior = np.clip(interior * (1.0 - a) + painted * a + 0.5, 0, 255).astype(np.uint8)
+        patch[inside] = interior[inside]
+        covered = covered | inside
 
-        mask = self._mask(target, frame_points, rect, eye) * covered
-        if source_frame != job.source_index and self.options.color_match:
-            patch = match_colors(patch, region, mask)
+        region = job.image[y1:y2, x1:x2]
+        mask = self._mask(target, frame_points, rect, float(self._eye[j])) * covered
         out = job.image.copy()
         alpha = mask[..., None]
         mixed = np.clip(np.round(region * (1.0 - alpha) + patch * alpha), 0, 255).astype(np.uint8)

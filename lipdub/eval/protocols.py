@@ -26,6 +26,13 @@ for every natural clip in the shared data, so judging it needs audio with a paus
 to the same figure for the real clip; and, where the output follows a face video (video,
 crossdub), whether the expression of that video is kept (`lipdub.eval.expression`).
 
+And one for what a user does, where no ground truth exists:
+
+- ``dub``: every clip dubbed with every ``speech`` file given (other languages, neutral speech
+  over an expressive face), cut to the shorter of the two. It reports what needs no real mouth:
+  mouth sharpness against the input, whether the input's expression is kept, how still the mouth
+  is in the speech's pauses, and how faithfully the renderer met its own target shape.
+
 `evaluate_set` runs one protocol over a set of clips and reports, per clip and on average, the
 figures of the generated clip next to the same figures for the real clip (the yardstick; in a
 cross-dub the real clip is the speech source B).
@@ -45,7 +52,7 @@ from lipdub.errors import LipdubError
 
 logger = logging.getLogger(__name__)
 
-PROTOCOLS = ("image", "video", "crossdub")
+PROTOCOLS = ("image", "video", "crossdub", "dub")
 #: Protocols that re-create a clip from its own audio (`reconstruct`).
 RECONSTRUCTIONS = ("image", "video")
 #: Largest lag (frames) searched by the aperture correlation, as in `lipdub eval`.
@@ -82,8 +89,8 @@ def first_frame_photo(clip: Path, path: Path) -> Path:
     return path
 
 
-def reconstruct(clip: Path, protocol: str, output: Path, **sync_options) -> Path:
-    """Generate ``clip`` again from its own audio under ``protocol``; returns the output path."""
+def reconstruct(clip: Path, protocol: str, output: Path, **sync_options):
+    """Generate ``clip`` again from its own audio under ``protocol``; returns the `SyncResult`."""
     from lipdub.media.decode import probe_video
     from lipdub.pipeline import sync
 
@@ -93,10 +100,8 @@ def reconstruct(clip: Path, protocol: str, output: Path, **sync_options) -> Path
         raise LipdubError(f"unknown protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
     if protocol == "image":
         photo = first_frame_photo(clip, output.with_suffix(".png"))
-        sync(photo, clip, output, photo_fps=probe_video(clip).fps, overwrite=True, **sync_options)
-    else:
-        sync(clip, clip, output, reference="first", length_mode="cut", overwrite=True, **sync_options)
-    return output
+        return sync(photo, clip, output, photo_fps=probe_video(clip).fps, overwrite=True, **sync_options)
+    return sync(clip, clip, output, reference="first", length_mode="cut", overwrite=True, **sync_options)
 
 
 def crossdub_pairs(clips: Sequence[Path]) -> list[tuple[Path, Path]]:
@@ -137,16 +142,28 @@ def resample_by_time(values: np.ndarray, source_fps: float, target_fps: float, f
     return out
 
 
-def crossdub(face: Path, speech: Path, output: Path, **sync_options) -> Path:
-    """Dub ``face``'s video with ``speech``'s audio (the cross-dub protocol's run); returns ``output``.
+def crossdub(face: Path, speech: Path, output: Path, **sync_options):
+    """Dub ``face``'s video with ``speech``'s audio (the cross-dub protocol's run); returns the `SyncResult`.
 
     ``length_mode="cut"``: the output stops at the shorter of the two, so output frame k is frame k
     of ``face`` and time k / fps of ``speech``, with nothing looped or held to compare against.
     """
     from lipdub.pipeline import sync
 
-    sync(face, speech, output, length_mode="cut", overwrite=True, **sync_options)
-    return output
+    return sync(face, speech, output, length_mode="cut", overwrite=True, **sync_options)
+
+
+def render_faithfulness(landmarks: np.ndarray, target_aperture: np.ndarray | None) -> float | None:
+    """Pearson r (lag 0) between the mouth opening re-measured on the output and the one the engine
+    aimed for; None when the engine reports no targets (the generator engine)."""
+    from lipdub.eval.mouth import aperture_correlation, mouth_aperture
+
+    if target_aperture is None:
+        return None
+    measured = mouth_aperture(landmarks)
+    target = np.asarray(target_aperture, np.float64)
+    n = min(len(measured), len(target))
+    return aperture_correlation(measured[:n], target[:n], max_lag=0).r
 
 
 def crossdub_mouth(output_landmarks: np.ndarray, output_fps: float, speech_landmarks: np.ndarray,
@@ -180,7 +197,7 @@ def pause_ratio(landmarks: np.ndarray, fps: float, samples: np.ndarray, sample_r
 
 #: Columns of a row beyond the sync figures, in table order; None = not measured.
 _FIGURES = ("lmd", "aperture_r", "sharpness", "real_lse_d", "real_lse_c", "real_av_offset", "aperture_r0",
-            "aperture_lag", "pause_ratio", "real_pause_ratio", "expression_r", "expression_range")
+            "aperture_lag", "pause_ratio", "real_pause_ratio", "expression_r", "expression_range", "render_r")
 
 
 def _known(value):
@@ -230,7 +247,8 @@ def _mean(rows: list[dict]) -> dict:
 
 
 def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_path: Path | None = None,
-                 progress: Callable[[int, int, str], None] | None = None, **sync_options) -> dict:
+                 progress: Callable[[int, int, str], None] | None = None,
+                 speech_files: Sequence[Path] | None = None, **sync_options) -> dict:
     """Run ``protocol`` over ``clips``; returns {"protocol", "judge", "rows": [...], "mean": {...}}.
 
     Each row holds the generated clip's LSE-D/LSE-C/AV offset against its driving audio; LMD,
@@ -250,12 +268,22 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
 
     if protocol not in PROTOCOLS:
         raise LipdubError(f"unknown protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
-    jobs = crossdub_pairs(clips) if protocol == "crossdub" else [(Path(clip), Path(clip)) for clip in clips]
+    if protocol == "dub":
+        if not speech_files:
+            raise LipdubError("the dub protocol needs at least one speech file (--speech)")
+        for path in speech_files:
+            if not Path(path).is_file():
+                raise LipdubError(f"speech file not found: {path}")
+        jobs = [(Path(clip), Path(audio)) for clip in clips for audio in speech_files]
+    elif protocol == "crossdub":
+        jobs = crossdub_pairs(clips)
+    else:
+        jobs = [(Path(clip), Path(clip)) for clip in clips]
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     # The real clips' own evaluations (and tracks), each measured once and dropped after its last use:
     # in a cross-dub every clip is the speech of one pair and the face of another.
-    uses = Counter(clip for job in jobs for clip in set(job))
+    uses = Counter(clip for job in jobs for clip in (set(job) if protocol != "dub" else {job[0]}))
     reals: dict[Path, object] = {}
 
     def real_of(clip: Path):
@@ -272,10 +300,16 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
     judge_name = None
     with tempfile.TemporaryDirectory(prefix="lipdub-evalset-") as work:
         for done, (face, speech) in enumerate(jobs):
-            name = face.name if protocol != "crossdub" else f"{face.name} ← {speech.name}"
+            name = face.name if protocol not in ("crossdub", "dub") else f"{face.name} ← {speech.name}"
             if progress is not None:
                 progress(done, len(jobs), name)
             try:
+                if protocol == "dub":
+                    figures = _dub_figures(face, speech, Path(work), output_dir, judge_path, real_of(face), sync_options)
+                    generated = figures.pop("evaluation")
+                    judge_name = generated.report["sync"]["judge"]["name"]
+                    rows.append(_row(name, generated.report, figures))
+                    continue
                 real = real_of(speech)
                 samples = load_audio(speech, sample_rate=ACTIVITY_SAMPLE_RATE)
                 real_landmarks = real.track.landmark_array()
@@ -283,19 +317,20 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
                            "real_pause_ratio": pause_ratio(real_landmarks, real.track.fps, samples, ACTIVITY_SAMPLE_RATE)}
                 if protocol == "crossdub":
                     face_landmarks = real_of(face).track.landmark_array()
-                    output = crossdub(face, speech, Path(work) / f"{face.stem}__{speech.stem}.mp4", **sync_options)
-                    generated = evaluate_tracked(output, output_dir / f"{face.stem}__{speech.stem}" / protocol,
+                    result = crossdub(face, speech, Path(work) / f"{face.stem}__{speech.stem}.mp4", **sync_options)
+                    generated = evaluate_tracked(result.output, output_dir / f"{face.stem}__{speech.stem}" / protocol,
                                                  audio=speech, judge_path=judge_path)
                     landmarks, fps = generated.track.landmark_array(), generated.track.fps
                     figures.update(crossdub_mouth(landmarks, fps, real_landmarks, real.track.fps))
                     figures.update(face=str(face), speech=str(speech))
                 else:
-                    output = reconstruct(face, protocol, Path(work) / f"{face.stem}.mp4", **sync_options)
-                    generated = evaluate_tracked(output, output_dir / face.stem / protocol, audio=speech,
+                    result = reconstruct(face, protocol, Path(work) / f"{face.stem}.mp4", **sync_options)
+                    generated = evaluate_tracked(result.output, output_dir / face.stem / protocol, audio=speech,
                                                  reference=face, judge_path=judge_path, reference_track=real.track)
                     landmarks, fps = generated.track.landmark_array(), generated.track.fps
                     face_landmarks = real_landmarks if protocol == "video" else None
                 figures["pause_ratio"] = pause_ratio(landmarks, fps, samples, ACTIVITY_SAMPLE_RATE)
+                figures["render_r"] = render_faithfulness(landmarks, result.target_aperture)
                 if face_landmarks is not None:
                     expression = expression_fidelity(landmarks, face_landmarks, fps)
                     figures.update(expression_r=expression["r"], expression_range=expression["range_ratio"])
@@ -303,7 +338,7 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
                 logger.warning("skipping %s: %s", name, error)
                 continue
             finally:
-                for clip in set((face, speech)):
+                for clip in (set((face, speech)) if protocol != "dub" else {face}):
                     uses[clip] -= 1
                     if uses[clip] == 0:
                         reals.pop(clip, None)
@@ -316,6 +351,28 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
     return {"protocol": protocol, "judge": judge_name, "rows": rows, "mean": _mean(rows)}
 
 
+def _dub_figures(face: Path, speech: Path, work: Path, output_dir: Path, judge_path: Path | None, real,
+                 sync_options: dict) -> dict:
+    """One ``dub`` row's figures (plus the generated clip's evaluation under "evaluation")."""
+    from lipdub.eval.expression import expression_fidelity
+    from lipdub.eval.report import evaluate_tracked
+    from lipdub.media.audio import load_audio
+
+    result = crossdub(face, speech, work / f"{face.stem}__{speech.stem}.mp4", **sync_options)
+    generated = evaluate_tracked(result.output, output_dir / f"{face.stem}__{speech.stem}" / "dub", audio=speech,
+                                 reference=face, judge_path=judge_path, reference_track=real.track)
+    landmarks, fps = generated.track.landmark_array(), generated.track.fps
+    samples = load_audio(speech, sample_rate=ACTIVITY_SAMPLE_RATE)
+    expression = expression_fidelity(landmarks, real.track.landmark_array()[: len(landmarks)], fps)
+    # The input's own mouth said other words: shape figures against it mean nothing here.
+    generated.report.setdefault("mouth", {}).update(lmd=None, aperture_correlation=None, aperture_lag_frames=None,
+                                                    aperture_generated=None)
+    return {"evaluation": generated, "face": str(face), "speech": str(speech),
+            "pause_ratio": pause_ratio(landmarks, fps, samples, ACTIVITY_SAMPLE_RATE),
+            "render_r": render_faithfulness(landmarks, result.target_aperture),
+            "expression_r": expression["r"], "expression_range": expression["range_ratio"]}
+
+
 #: (header, row key, digits) of `format_table`'s columns, the original ten first.
 _COLUMNS = (
     ("LSE-D", "lse_d", 3), ("LSE-C", "lse_c", 3), ("offset", "av_offset", 1), ("LMD", "lmd", 4),
@@ -323,6 +380,7 @@ _COLUMNS = (
     ("real LSE-C", "real_lse_c", 3), ("real offset", "real_av_offset", 1), ("aperture r lag 0", "aperture_r0", 3),
     ("lag", "aperture_lag", 1), ("pause ratio", "pause_ratio", 3), ("real pause ratio", "real_pause_ratio", 3),
     ("expression r", "expression_r", 3), ("expression range", "expression_range", 3),
+    ("render r", "render_r", 3),
 )
 
 

@@ -22,14 +22,21 @@ WINDOW_COLUMNS = 49
 SILENCE = -4.0
 
 
-def normalise_mel(mel: np.ndarray) -> np.ndarray:
-    """(80, C) mel minus each band's mean over the loudest half of the columns (see module doc)."""
+def normalise_mel(mel: np.ndarray, standardise: bool = False) -> np.ndarray:
+    """(80, C) mel minus each band's mean over the loudest half of the columns (see module doc).
+
+    ``standardise`` also divides each band by its spread over those columns (floored at 0.25 so a
+    band that never changes is not blown up), removing the recording's dynamic range as well.
+    """
     mel = np.asarray(mel, np.float32)
     if mel.shape[1] == 0:
         return mel.copy()
     energy = mel.mean(axis=0)
     loud = energy >= np.median(energy)
-    return (mel - mel[:, loud].mean(axis=1, keepdims=True)).astype(np.float32)
+    out = mel - mel[:, loud].mean(axis=1, keepdims=True)
+    if standardise:
+        out = out / np.maximum(mel[:, loud].std(axis=1, keepdims=True), 0.25)
+    return out.astype(np.float32)
 
 
 def frame_windows(mel: np.ndarray, frames: int, fps: float, config: MelConfig = MelConfig(),

@@ -60,28 +60,36 @@ def speech_gate(loudness: np.ndarray, open_below_peak: float = GATE_OPEN, shut_b
     return gate
 
 
-@dataclass
-class MotionPredictor:
-    """A trained lip motion model ready to run (load with `load_motion_model`)."""
+def gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian low-pass along axis 0 (frames), edges padded with the edge value; sigma in frames."""
+    values = np.asarray(values, np.float64)
+    if sigma <= 0 or len(values) < 2:
+        return values.copy()
+    radius = max(1, int(round(3 * sigma)))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(values, [(radius, radius)] + [(0, 0)] * (values.ndim - 1), mode="edge")
+    out = np.zeros_like(values)
+    for k, weight in enumerate(kernel):
+        out += weight * padded[k: k + len(values)]
+    return out
 
-    name: str
+
+@dataclass
+class MotionMember:
+    """One trained network with the basis and feature recipe it was trained with."""
+
     network: LipMotionNet
     basis: MotionBasis
-    default_scale: float
-    gain: float = 1.0
-    normalise: bool = True
-    causal: bool = False
-    lookahead: int = 8
+    recipe: dict
 
-    def predict(self, samples: np.ndarray, frames: int, fps: float) -> np.ndarray:
-        """(frames, P, 2) speech motion in articulation units (multiply by a speaker's scale)."""
-        samples = np.asarray(samples, np.float32)
-        if samples.size == 0:
-            raise LipdubError("the audio has no samples")
-        raw = melspectrogram(samples, MEL)
-        mel = normalise_mel(raw) if self.normalise else raw
-        windows = frame_windows(mel, frames, fps, MEL, WINDOW_COLUMNS,
-                                lookahead=self.lookahead if self.causal else None)
+    def motion(self, raw_mel: np.ndarray, frames: int, fps: float) -> np.ndarray:
+        """(frames, P * 2) motion in articulation units, before gain, smoothing and gate."""
+        recipe = self.recipe
+        mel = normalise_mel(raw_mel, standardise=recipe.get("standardise_mel", False)) \
+            if recipe.get("normalise_mel", True) else raw_mel
+        lookahead = recipe.get("lookahead", 8) if recipe.get("causal", False) else None
+        windows = frame_windows(mel, frames, fps, MEL, WINDOW_COLUMNS, lookahead=lookahead)
         self.network.eval()
         coefficients = []
         with torch.no_grad():
@@ -91,13 +99,53 @@ class MotionPredictor:
                 lo, hi = max(0, start - context), min(frames, start + step + context)
                 out = self.network(torch.from_numpy(windows[lo:hi])[None])[0].numpy()
                 coefficients.append(out[start - lo: start - lo + min(step, frames - start)])
-        motion = self.gain * self.basis.decode(np.concatenate(coefficients)) if coefficients else np.zeros((0, len(MOTION_POINTS) * 2))
+        return self.basis.decode(np.concatenate(coefficients))
+
+
+@dataclass
+class MotionPredictor:
+    """A trained lip motion model ready to run (load with `load_motion_model`).
+
+    A model may be an ensemble: its members' predictions (decoded to point motion, so their PCA
+    bases need not agree in sign) are averaged, which on held-out speakers beat any single member
+    (docs/model-card.md). ``gain`` undoes the regression's shrinkage (see
+    `lipdub.train.motion.amplitude_gain`); ``smoothing`` is a Gaussian over frames (sigma).
+    """
+
+    name: str
+    members: list[MotionMember]
+    default_scale: float
+    gain: float = 1.0
+    smoothing: float = 1.0
+
+    def predict(self, samples: np.ndarray, frames: int, fps: float) -> np.ndarray:
+        """(frames, P, 2) speech motion in articulation units (multiply by a speaker's scale)."""
+        samples = np.asarray(samples, np.float32)
+        if samples.size == 0:
+            raise LipdubError("the audio has no samples")
+        if frames <= 0:
+            return np.zeros((0, len(MOTION_POINTS), 2))
+        raw = melspectrogram(samples, MEL)
+        motion = np.mean([member.motion(raw, frames, fps) for member in self.members], axis=0)
+        motion = self.gain * gaussian_smooth(motion, self.smoothing)
         gate = speech_gate(frame_loudness(raw, frames, fps))
         return (motion * gate[:, None]).reshape(frames, len(MOTION_POINTS), 2)
 
 
+def member_from_state(state: dict) -> MotionMember:
+    """A `MotionMember` from a training checkpoint's (or an ensemble entry's) dict."""
+    recipe = state["recipe"]
+    network = LipMotionNet(recipe["coefficients"], recipe["width"], causal=recipe.get("causal", False))
+    network.load_state_dict(state["state_dict"])
+    return MotionMember(network, MotionBasis.from_dict(state["basis"]), recipe)
+
+
 def load_motion_model(name_or_path: str | Path | None = None) -> MotionPredictor:
-    """The bundled motion model (default), another bundled name, or a checkpoint file."""
+    """The bundled motion model (default), another bundled name, or a checkpoint file.
+
+    A training run's ``checkpoint.pt`` loads as a one-member model; an exported ensemble
+    (``lipdub train export-motion``) as all its members.
+    """
     if name_or_path is None:
         name_or_path = DEFAULT_MOTION_MODEL
     path = Path(name_or_path)
@@ -107,11 +155,8 @@ def load_motion_model(name_or_path: str | Path | None = None) -> MotionPredictor
         raise LipdubError(f"motion model not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-        recipe = state["recipe"]
-        network = LipMotionNet(recipe["coefficients"], recipe["width"], causal=recipe.get("causal", False))
-        network.load_state_dict(state["state_dict"])
-    except (KeyError, RuntimeError, OSError, ValueError) as error:
+        members = [member_from_state(m) for m in state.get("members", [state])]
+        return MotionPredictor(path.stem, members, float(state["default_scale"]), gain=float(state.get("gain", 1.0)),
+                               smoothing=float(state.get("smoothing", 1.0 if "members" in state else 0.0)))
+    except (KeyError, RuntimeError, OSError, ValueError, TypeError) as error:
         raise LipdubError(f"{path} is not a lipdub motion model: {error}") from error
-    return MotionPredictor(path.stem, network, MotionBasis.from_dict(state["basis"]), float(state["default_scale"]),
-                           gain=float(state.get("gain", 1.0)), normalise=recipe.get("normalise_mel", True), causal=recipe.get("causal", False),
-                           lookahead=recipe.get("lookahead", 8))

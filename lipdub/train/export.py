@@ -3,13 +3,15 @@
 Bundled files must stay well under 16 MiB each, so tensors are stored in float16 (the networks
 load them into float32; the rounding error, ~1e-3 relative, is far below what the pictures show).
 A generator goes to ``lipdub/weights/<name>.pt`` with its ``<name>.json`` spec (what the registry
-reads); the sync expert goes to ``lipdub/weights/experts/`` where the judge looks for it.
+reads); the sync expert goes to ``lipdub/weights/experts/`` where the judge looks for it; lip
+motion models (one run or an ensemble of runs) go to ``lipdub/weights/motion/``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -66,3 +68,49 @@ def export_expert(checkpoint: Path, name: str, description: str, facts: dict | N
     (Path(out_dir) / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
     logger.info("exported %s (%.1f MiB)", weights, size / 2**20)
     return weights
+
+
+def export_motion(run_dirs: Sequence[Path], name: str, description: str = "", smoothing: float = 1.0) -> Path:
+    """Bundle one or more lip motion runs (same data split) as ``lipdub/weights/motion/<name>.pt``.
+
+    Several runs become an ensemble (their decoded predictions are averaged at inference). The
+    amplitude gain is measured again on the runs' *training* clips for the ensemble as shipped;
+    weights are stored in float16. Beside the weights, ``<name>.json`` records the runs, their
+    data split, recipes and validation figures (the facts the model card quotes).
+    """
+    import numpy as np
+
+    from lipdub.motion.predictor import WEIGHTS_DIR as MOTION_DIR, gaussian_smooth, member_from_state
+    from lipdub.train.motion import MotionRecipe, amplitude_gain, load_motion_clips, predict_coefficients
+
+    if not run_dirs:
+        raise LipdubError("name at least one motion run")
+    states, splits = [], []
+    for run in map(Path, run_dirs):
+        try:
+            states.append(torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False))
+            splits.append(json.loads((run / "data.json").read_text()))
+        except (OSError, ValueError) as error:
+            raise LipdubError(f"{run} is not a finished motion run: {error}") from error
+    if any(split["val_speakers"] != splits[0]["val_speakers"] for split in splits):
+        raise LipdubError("the runs were validated on different speakers; ensemble runs of one split only")
+    members = [member_from_state(state) for state in states]
+    recipe = MotionRecipe(**{k: v for k, v in states[0]["recipe"].items() if k in MotionRecipe.__dataclass_fields__})
+    clips = [c for c in load_motion_clips(Path(splits[0]["dataset"]), recipe) if c.split == "train" and c.kind == "real"]
+
+    def ensemble(clip):
+        motion = np.mean([m.basis.decode(predict_coefficients(m.network, clip.windows)) for m in members], axis=0)
+        return gaussian_smooth(motion, smoothing)
+
+    gain = amplitude_gain(ensemble, clips)
+    default_scale = float(np.median([state["default_scale"] for state in states]))
+    entries = [{"state_dict": _half(state["state_dict"]), "basis": state["basis"], "recipe": state["recipe"]} for state in states]
+    MOTION_DIR.mkdir(parents=True, exist_ok=True)
+    path = MOTION_DIR / f"{name}.pt"
+    torch.save({"members": entries, "default_scale": default_scale, "gain": gain, "smoothing": smoothing}, path)
+    card = {"name": name, "description": description, "runs": [str(r) for r in run_dirs], "gain": gain,
+            "default_scale": default_scale, "smoothing": smoothing, "train_clips": splits[0]["train"],
+            "val_clips": splits[0]["val"], "val_speakers": splits[0]["val_speakers"],
+            "recipes": [state["recipe"] for state in states]}
+    (MOTION_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    return path

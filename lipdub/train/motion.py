@@ -60,6 +60,7 @@ class MotionRecipe:
     width: int = 128
     aperture_weight: float = 1.0
     normalise_mel: bool = True
+    standardise_mel: bool = False
     gain_jitter: float = 0.8  # +- uniform global mel shift (about +-10 dB)
     band_mask: int = 0  # widest run of mel bands blanked per training sequence (SpecAugment-style)
     dropout: float = 0.1
@@ -112,7 +113,7 @@ def audio_windows(samples: np.ndarray, frames: int, fps: float, recipe: MotionRe
     """(frames, 80, 49) float32 motion-model windows of 16 kHz speech."""
     mel = melspectrogram(np.asarray(samples, np.float32), MEL)
     if recipe.normalise_mel:
-        mel = normalise_mel(mel)
+        mel = normalise_mel(mel, standardise=recipe.standardise_mel)
     lookahead = recipe.lookahead if recipe.causal else None
     return frame_windows(mel, frames, fps, MEL, WINDOW_COLUMNS, lookahead=lookahead)
 
@@ -219,21 +220,23 @@ def evaluate_clips(model: LipMotionNet, basis: S.MotionBasis, clips: Sequence[Mo
     return summarise(rows)
 
 
-def amplitude_gain(model: LipMotionNet, basis: S.MotionBasis, clips: Sequence[MotionClip],
+def amplitude_gain(predict: Callable[[MotionClip], np.ndarray], clips: Sequence[MotionClip],
                    limits: tuple[float, float] = (1.0, 2.0)) -> float:
     """How much to amplify predictions so their mouth opening swings as widely as the real one.
 
-    A regression trained on squared error shrinks towards the mean, so predicted openings are too
-    timid. The gain is the RMS of the real opening motion over the RMS of the predicted one, on
-    *training* clips (no validation data touches the shipped model), clipped to ``limits``.
+    A regression trained on squared error shrinks towards the mean (an ensemble average shrinks a
+    little more), so predicted openings are too timid. The gain is the RMS of the real opening
+    motion over the RMS of the predicted one, both in articulation units, on *training* clips (no
+    validation data touches the shipped model), clipped to ``limits``. ``predict`` maps a clip to
+    its (T, P * 2) predicted motion in articulation units.
     """
-    direction = aperture_direction(basis)
+    lower, upper = S.LOWER_INNER * 2 + 1, S.UPPER_INNER * 2 + 1
     real, predicted = [], []
     for clip in clips:
-        coefficients = predict_coefficients(model, clip.windows)
-        target = basis.encode(np.nan_to_num(clip.motion)) / max(clip.scale, 1e-6)
-        real.append((target @ direction)[clip.valid])
-        predicted.append((coefficients @ direction)[clip.valid])
+        motion = predict(clip)
+        target = np.nan_to_num(clip.motion) / max(clip.scale, 1e-6)
+        real.append((target[:, lower] - target[:, upper])[clip.valid])
+        predicted.append((motion[:, lower] - motion[:, upper])[clip.valid])
     if not real:
         return 1.0
     real_rms = float(np.sqrt(np.mean(np.concatenate(real) ** 2)))
@@ -336,7 +339,8 @@ def train_motion(dataset: Path, run_dir: Path, recipe: MotionRecipe,
             logger.info("motion step %d: %s", step, entry)
             if progress is not None:
                 progress(step, recipe.steps, entry)
-    gain = amplitude_gain(model, basis, [c for c in train if c.kind == "real"])
+    gain = amplitude_gain(lambda clip: basis.decode(predict_coefficients(model, clip.windows)),
+                          [c for c in train if c.kind == "real"])
     state = {
         "state_dict": model.state_dict(),
         "basis": basis.to_dict(),
