@@ -150,3 +150,24 @@ def test_an_ensemble_of_copies_predicts_like_one_member_and_silence_is_still():
     assert one.shape == (25, len(S.MOTION_POINTS), 2)
     silent = MotionPredictor("one", [member], 0.3).predict(np.zeros(16000, np.float32), 25, 25.0)
     assert np.abs(silent).max() == 0.0
+
+
+def test_keep_slow_expression_restores_the_input_slow_width_but_keeps_fast_motion():
+    from lipdub.motion.transfer import CORNERS, keep_slow_expression
+
+    t = np.arange(100)
+    own = np.zeros((100, len(S.MOTION_POINTS), 2))
+    own[:, S.LEFT_CORNER, 0] = 0.3 + 0.05 * np.sin(2 * np.pi * t / 100)  # a slow smile, 4 s period
+    fast = 0.02 * np.sin(t * 2.0)  # speech: fast width changes
+    targets = np.zeros_like(own)
+    targets[:, S.LEFT_CORNER, 0] = 0.3 + fast
+    kept = keep_slow_expression(targets, own, fps=25.0)
+    a = S.LEFT_CORNER
+    np.testing.assert_allclose(kept[:, a, 0] - targets[:, a, 0],
+                               S.moving_average(own[:, a, 0], 25) - S.moving_average(targets[:, a, 0], 25))
+    slow = S.moving_average(kept[:, a, 0], 25)
+    assert np.corrcoef(slow, S.moving_average(own[:, a, 0], 25))[0, 1] > 0.99
+    # The fast part survives: the residual around the slow part is the speech motion's.
+    assert np.std(kept[:, a, 0] - slow) > 0.01
+    np.testing.assert_allclose(kept[:, S.UPPER_INNER, 1], targets[:, S.UPPER_INNER, 1])  # openings untouched
+    assert S.LEFT_CORNER in CORNERS

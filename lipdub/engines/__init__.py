@@ -11,19 +11,38 @@ resolves a scheduler; the pipeline never branches on which one it got (`lipdub.e
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lipdub.errors import LipdubError
 
 ENGINES = ("motion", "generator")
 DEFAULT_ENGINE = "motion"
 
 
+def profile_engine(profile) -> str:
+    """Which engine a profile folder (``lipdub personalize``) was made for: its profile.json says."""
+    import json
+
+    path = Path(profile) / "profile.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LipdubError(f"{path} not found: not a lipdub profile") from None
+    except (OSError, ValueError) as error:
+        raise LipdubError(f"cannot read {path}: {error}") from None
+    return data.get("engine", "generator") if isinstance(data, dict) else "generator"
+
+
 def engine_name(options) -> str:
-    """The engine ``options`` ask for: explicit, else generator when a generator was named."""
+    """The engine ``options`` ask for: explicit, else the profile's, else generator when a
+    generator was named, else the default."""
     if options.engine is not None:
         if options.engine not in ENGINES:
             raise LipdubError(f"unknown engine {options.engine!r}; choose from {', '.join(ENGINES)}")
         return options.engine
-    if any(value is not None for value in (options.model, options.checkpoint, options.profile)):
+    if options.profile is not None:
+        return profile_engine(options.profile)
+    if options.model is not None or options.checkpoint is not None:
         return "generator"
     return DEFAULT_ENGINE
 
@@ -39,10 +58,20 @@ def build_engine(options):
         return GeneratorEngine(generator, pads=options.pads, feather=options.feather,
                                color_match=options.color_match, reference=options.reference,
                                batch_size=options.batch_size)
-    if any(value is not None for value in (options.model, options.checkpoint, options.profile)):
-        raise LipdubError("--model, --checkpoint and --profile choose a generator: use them with --engine generator")
+    if options.model is not None or options.checkpoint is not None:
+        raise LipdubError("--model and --checkpoint choose a generator: use them with --engine generator")
     from lipdub.engines.motion import MotionEngineOptions, load_engine
 
+    motion_model = options.motion_model
+    if options.profile is not None:
+        if profile_engine(options.profile) != "motion":
+            raise LipdubError(f"{options.profile} is a generator profile: use it with --engine generator")
+        if motion_model is not None:
+            raise LipdubError("choose --profile or --motion-model, not both")
+        motion_model = Path(options.profile) / "motion.pt"
     exclude = 1.0 if options.reference == "first" else None
-    return load_engine(options.motion_model, MotionEngineOptions(
+    engine = load_engine(motion_model, MotionEngineOptions(
         color_match=options.color_match, exclude_seconds=exclude, batch_size=options.batch_size))
+    if options.profile is not None:
+        engine.model_name = f"profile {Path(options.profile).name}"
+    return engine

@@ -29,7 +29,7 @@ import numpy as np
 from lipdub.engines.base import FrameJob, RenderPlan
 from lipdub.face.blend import LOWER_FACE_OUTLINE, feathered_polygon
 from lipdub.motion import shape as S
-from lipdub.motion.transfer import speaker_scale, target_shapes
+from lipdub.motion.transfer import keep_slow_expression, speaker_scale, target_shapes
 from lipdub.render import bank as B
 from lipdub.render.interior import OWN_INTERIOR_RATIO, interior_alpha, lip_colour, paint_interior, teeth_colour
 from lipdub.render.mesh import MESH_POINTS, build_mesh, warp_vertices
@@ -64,6 +64,39 @@ class MotionEngineOptions:
     #: Bank retrieval weights (`lipdub.render.bank.choose_sources`).
     pose_weight: float = B.POSE_WEIGHT
     switch_cost: float = B.SWITCH_COST
+
+
+#: When a mouth closes, the lips are sampled up to this share of their thickness away from the
+#: measured inner contour (see `closing_lip_source`).
+CLOSING_INSET = 0.3
+
+
+def closing_lip_source(points: np.ndarray, own: float, target: float, inset: float = CLOSING_INSET) -> np.ndarray:
+    """Where to sample the lips when a frame's open mouth must close: the inner contour moved
+    towards the outer one, in proportion to how much the mouth closes.
+
+    Face Mesh puts the inner lip contour of an open mouth on the lip's edge to within a pixel or
+    two; closing the lips pulls that edge together, and whatever dark cavity pixels the contour
+    included become a dark line between closed lips. Sampling slightly into the lip avoids it.
+    Opening (target >= own) samples exactly at the measured contour.
+    """
+    points = np.asarray(points, np.float64)
+    if own <= 0 or target >= own:
+        return points
+    share = inset * float(np.clip((own - target) / own, 0.0, 1.0))
+    moved = points.copy()
+    inner, outer = list(S.LIP_INNER), list(S.LIP_OUTER)
+    moved[inner] += share * (points[outer] - points[inner])
+    return moved
+
+
+def own_interior_fits(own: float, target: float, slack: float = 0.015) -> bool:
+    """Whether a frame's own mouth opening (eye units) can be warped to the target's.
+
+    Stretching a narrow opening wide smears it; squeezing a wide one shut leaves a dark line of
+    compressed teeth and cavity between the lips. Within this band neither shows.
+    """
+    return OWN_INTERIOR_RATIO * target <= own <= target / OWN_INTERIOR_RATIO + slack
 
 
 def displacement_weights(layout: np.ndarray, lower: np.ndarray, motion_points: tuple[int, ...],
@@ -113,7 +146,7 @@ class MotionEngine:
     def observe(self, index: int, image: np.ndarray, face) -> None:
         if face is None or index % self._stride:
             return
-        points = np.asarray(face.landmarks, np.float64)
+        points = np.asarray(face.landmarks if face.raw_landmarks is None else face.raw_landmarks, np.float64)
         rect = bounding_rect(_lower_region(points), image.shape, BANK_MARGIN)
         if rect is None:
             return
@@ -123,18 +156,23 @@ class MotionEngine:
     # -- planning --------------------------------------------------------------------------------
     def prepare(self, plan: RenderPlan) -> None:
         count = len(plan.faces)
+        # Smoothed landmarks place the head (canonical frame) and the slow expression; the raw ones
+        # say where each frame's pixels are, so the warp samples lips where they really are.
         landmarks = np.full((count, 478, 2), np.nan)
+        raw = np.full((count, 478, 2), np.nan)
         for j, face in enumerate(plan.faces):
             if face is not None:
                 landmarks[j] = face.landmarks
-        self._landmarks = landmarks
+                raw[j] = face.landmarks if face.raw_landmarks is None else face.raw_landmarks
+        self._landmarks = raw
         template = S.stable_template(landmarks)
         self._transforms = S.canonical_transforms(landmarks, template)
-        self._canonical = S.apply_affine(self._transforms, landmarks[:, :MESH_POINTS])  # (N, 468, 2)
+        self._canonical = S.apply_affine(self._transforms, raw[:, :MESH_POINTS])  # (N, 468, 2)
+        smoothed_shapes = S.apply_affine(self._transforms, landmarks[:, list(S.MOTION_POINTS)])
         shapes = self._canonical[:, list(S.MOTION_POINTS)]
-        rest = S.rest_track(shapes, plan.fps) if count > 1 else shapes.copy()
+        rest = S.rest_track(smoothed_shapes, plan.fps) if count > 1 else smoothed_shapes.copy()
         measured = None if plan.is_photo else S.articulation_scale(
-            S.speech_motion(shapes, rest)[np.isfinite(shapes).all(axis=(1, 2))])
+            S.speech_motion(smoothed_shapes, rest)[np.isfinite(smoothed_shapes).all(axis=(1, 2))])
         self.scale = speaker_scale(measured, self.predictor.default_scale)
         logger.info("articulation scale %.3f (input measured %s, model default %.3f)", self.scale,
                     "n/a" if measured is None else f"{measured:.3f}", self.predictor.default_scale)
@@ -143,7 +181,7 @@ class MotionEngine:
         self._sources = np.array([plan.timeline.source_index(i) for i in range(frames)], np.int64)
         self._has_face = np.array([plan.faces[j] is not None for j in self._sources], bool)
         self._shapes, self._rest, self._fps = shapes, rest, plan.fps
-        self._eye = np.linalg.norm(landmarks[:, S.RIGHT_EYE_OUTER] - landmarks[:, S.LEFT_EYE_OUTER], axis=-1)
+        self._eye = np.linalg.norm(raw[:, S.RIGHT_EYE_OUTER] - raw[:, S.LEFT_EYE_OUTER], axis=-1)
         layout = np.nanmedian(self._canonical, axis=0)
         self._mesh = build_mesh(layout)
         self._followers, self._follow_weights = displacement_weights(layout, self._mesh.lower, S.MOTION_POINTS)
@@ -151,10 +189,14 @@ class MotionEngine:
         self._pose = self._canonical[:, list(POSE_POINTS)].reshape(count, -1)
 
         motion = self.predictor.predict(plan.speech, frames, plan.fps)
-        self.use_targets(target_shapes(rest[self._sources], motion, self.scale))
+        targets = target_shapes(rest[self._sources], motion, self.scale)
+        if not plan.is_photo:
+            targets = keep_slow_expression(targets, smoothed_shapes[self._sources], plan.fps)
+        self.use_targets(targets)
 
     def own_shapes(self) -> np.ndarray:
-        """(T, P, 2) canonical shapes of the input frames the output shows: 'no change' as targets."""
+        """(T, P, 2) canonical shapes of the input frames the output shows, as measured (unsmoothed):
+        'no change' as targets."""
         return self._shapes[self._sources]
 
     def use_targets(self, targets: np.ndarray) -> None:
@@ -214,14 +256,15 @@ class MotionEngine:
         if rect is None:
             return job.image
         x1, y1, x2, y2 = rect
-        # 1. Skin and lips: the frame's own pixels, moved onto the target shape.
-        patch, covered = warp_patch(job.image, (0, 0), warp_vertices(frame_points, self._mesh), target_vertices,
-                                    self._mesh.surface, rect)
-        # 2. The opening: the frame's own when it is open enough (and allowed), else a bank frame's.
         opening_target = float(S.aperture(self._targets[i][None])[0])
         opening_own = float(S.aperture(self._shapes[j][None])[0])
-        own_allowed = self.options.exclude_seconds is None
-        if own_allowed and opening_own >= OWN_INTERIOR_RATIO * opening_target or self._chosen[i] < 0:
+        # 1. Skin and lips: the frame's own pixels, moved onto the target shape.
+        lip_source = closing_lip_source(frame_points, opening_own, opening_target)
+        patch, covered = warp_patch(job.image, (0, 0), warp_vertices(lip_source, self._mesh), target_vertices,
+                                    self._mesh.surface, rect)
+        # 2. The opening: the frame's own when it is open enough (and allowed), else a bank frame's.
+        own_allowed = self.options.exclude_seconds is None and own_interior_fits(opening_own, opening_target)
+        if own_allowed or self._chosen[i] < 0:
             source_frame, crop, origin = j, job.image, (0, 0)
         else:
             source_frame, patch_ref = self._bank[self._chosen[i]]

@@ -263,7 +263,7 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
     `LipdubError` are skipped with a warning.
     """
     from lipdub.eval.expression import expression_fidelity
-    from lipdub.eval.report import evaluate_tracked
+    from lipdub.eval.report import evaluate_tracked, track_video
     from lipdub.media.audio import load_audio
 
     if protocol not in PROTOCOLS:
@@ -283,8 +283,9 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
     output_dir.mkdir(parents=True, exist_ok=True)
     # The real clips' own evaluations (and tracks), each measured once and dropped after its last use:
     # in a cross-dub every clip is the speech of one pair and the face of another.
-    uses = Counter(clip for job in jobs for clip in (set(job) if protocol != "dub" else {job[0]}))
+    uses = Counter(clip for job in jobs for clip in (set(job) if protocol != "dub" else ()))
     reals: dict[Path, object] = {}
+    tracks: dict[Path, object] = {}  # dub: the face clips' tracks
 
     def real_of(clip: Path):
         if clip not in reals:
@@ -305,7 +306,10 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
                 progress(done, len(jobs), name)
             try:
                 if protocol == "dub":
-                    figures = _dub_figures(face, speech, Path(work), output_dir, judge_path, real_of(face), sync_options)
+                    # The face clip's own audio need not be speech (or exist): only its track is used.
+                    if face not in tracks:
+                        tracks[face] = track_video(face)
+                    figures = _dub_figures(face, speech, Path(work), output_dir, judge_path, tracks[face], sync_options)
                     generated = figures.pop("evaluation")
                     judge_name = generated.report["sync"]["judge"]["name"]
                     rows.append(_row(name, generated.report, figures))
@@ -326,7 +330,7 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
                 else:
                     result = reconstruct(face, protocol, Path(work) / f"{face.stem}.mp4", **sync_options)
                     generated = evaluate_tracked(result.output, output_dir / face.stem / protocol, audio=speech,
-                                                 reference=face, judge_path=judge_path, reference_track=real.track)
+                                                 reference=face, judge_path=judge_path, reference_track=face_track)
                     landmarks, fps = generated.track.landmark_array(), generated.track.fps
                     face_landmarks = real_landmarks if protocol == "video" else None
                 figures["pause_ratio"] = pause_ratio(landmarks, fps, samples, ACTIVITY_SAMPLE_RATE)
@@ -338,7 +342,7 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
                 logger.warning("skipping %s: %s", name, error)
                 continue
             finally:
-                for clip in (set((face, speech)) if protocol != "dub" else {face}):
+                for clip in (set((face, speech)) if protocol != "dub" else set()):
                     uses[clip] -= 1
                     if uses[clip] == 0:
                         reals.pop(clip, None)
@@ -351,7 +355,7 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
     return {"protocol": protocol, "judge": judge_name, "rows": rows, "mean": _mean(rows)}
 
 
-def _dub_figures(face: Path, speech: Path, work: Path, output_dir: Path, judge_path: Path | None, real,
+def _dub_figures(face: Path, speech: Path, work: Path, output_dir: Path, judge_path: Path | None, face_track,
                  sync_options: dict) -> dict:
     """One ``dub`` row's figures (plus the generated clip's evaluation under "evaluation")."""
     from lipdub.eval.expression import expression_fidelity
@@ -360,10 +364,10 @@ def _dub_figures(face: Path, speech: Path, work: Path, output_dir: Path, judge_p
 
     result = crossdub(face, speech, work / f"{face.stem}__{speech.stem}.mp4", **sync_options)
     generated = evaluate_tracked(result.output, output_dir / f"{face.stem}__{speech.stem}" / "dub", audio=speech,
-                                 reference=face, judge_path=judge_path, reference_track=real.track)
+                                 reference=face, judge_path=judge_path, reference_track=face_track)
     landmarks, fps = generated.track.landmark_array(), generated.track.fps
     samples = load_audio(speech, sample_rate=ACTIVITY_SAMPLE_RATE)
-    expression = expression_fidelity(landmarks, real.track.landmark_array()[: len(landmarks)], fps)
+    expression = expression_fidelity(landmarks, face_track.landmark_array()[: len(landmarks)], fps)
     # The input's own mouth said other words: shape figures against it mean nothing here.
     generated.report.setdefault("mouth", {}).update(lmd=None, aperture_correlation=None, aperture_lag_frames=None,
                                                     aperture_generated=None)

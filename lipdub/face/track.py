@@ -67,6 +67,9 @@ class TrackedFace:
     box: np.ndarray  # (4,) float32 x1, y1, x2, y2 smoothed; the Face Mesh points' bounding box
     landmarks: np.ndarray  # (478, 2) float32 smoothed
     is_new_track: bool  # True on the first frame after a reset / scene cut / lost face
+    #: (478, 2) float32 as Face Mesh measured this frame, unsmoothed: where the pixels really are
+    #: (a renderer that moves pixels samples them here; smoothing lags fast lips by a pixel or two).
+    raw_landmarks: np.ndarray | None = None
 
 
 def smoothing_factor(cutoff: float, dt: float) -> float:
@@ -227,7 +230,7 @@ class FaceTracker:
             self._end_track()
             return None
         tracked = self._smooth(landmarks_box(landmarks), landmarks)
-        return TrackedFace(self.forced_box.copy(), tracked.landmarks, tracked.is_new_track)
+        return TrackedFace(self.forced_box.copy(), tracked.landmarks, tracked.is_new_track, tracked.raw_landmarks)
 
     def _smooth(self, raw_box: np.ndarray, landmarks: np.ndarray) -> TrackedFace:
         """One-Euro filtering in face-size units, so the settings do not depend on resolution."""
@@ -239,4 +242,5 @@ class FaceTracker:
         dt = 1.0 / self.smoothing.fps
         box = self._box_filter(raw_box / self._scale, dt) * self._scale
         points = self._landmark_filter(landmarks / self._scale, dt) * self._scale
-        return TrackedFace(box.astype(np.float32), points.astype(np.float32), is_new)
+        return TrackedFace(box.astype(np.float32), points.astype(np.float32), is_new,
+                           np.asarray(landmarks, np.float32))

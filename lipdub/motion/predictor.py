@@ -160,3 +160,13 @@ def load_motion_model(name_or_path: str | Path | None = None) -> MotionPredictor
                                smoothing=float(state.get("smoothing", 1.0 if "members" in state else 0.0)))
     except (KeyError, RuntimeError, OSError, ValueError, TypeError) as error:
         raise LipdubError(f"{path} is not a lipdub motion model: {error}") from error
+
+
+def save_motion_model(predictor: MotionPredictor, path: Path) -> None:
+    """Write ``predictor`` in the bundled format (`load_motion_model` reads it): float16 weights."""
+    members = [{"state_dict": {k: v.half() if v.is_floating_point() else v
+                               for k, v in member.network.state_dict().items()},
+                "basis": member.basis.to_dict(), "recipe": member.recipe} for member in predictor.members]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"members": members, "default_scale": predictor.default_scale, "gain": predictor.gain,
+                "smoothing": predictor.smoothing}, path)

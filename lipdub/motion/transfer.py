@@ -7,11 +7,23 @@ target(t) = rest(t) + scale * motion(t), in the canonical frame (`lipdub.motion.
 - ``motion(t)``: predicted from the new speech (articulation units).
 - ``scale``: how widely this speaker articulates, measured on the input video's own motion when
   the input speaks, else the training corpus' median (`speaker_scale`).
+
+The rest track is the *most closed* mouth of the moment, so a grin that shows teeth for seconds
+would come back narrower than it was. `keep_slow_expression` therefore gives the target the input's
+own slow horizontal layout (mouth width, corners pulled sideways) and the corners' slow height
+(a smile lifts them): whatever the new speech adds, its one-second average in those coordinates is
+the input's.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from lipdub.motion.shape import MOTION_POINTS, moving_average
+
+#: Mouth corners (outer 61/291, inner 78/308): their slow height is expression, not speech.
+CORNERS = tuple(MOTION_POINTS.index(p) for p in (61, 291, 78, 308))
+EXPRESSION_SECONDS = 1.0
 
 #: A measured scale is trusted within this range of the model's default (a silent input reads low).
 SCALE_RANGE = (0.6, 1.6)
@@ -28,3 +40,24 @@ def speaker_scale(measured: float | None, default: float, trust_from: float = 0.
 def target_shapes(rest: np.ndarray, motion: np.ndarray, scale: float) -> np.ndarray:
     """(T, P, 2) canonical target shapes from (T, P, 2) rest shapes and articulation-unit motion."""
     return np.asarray(rest, np.float64) + float(scale) * np.asarray(motion, np.float64)
+
+
+def keep_slow_expression(targets: np.ndarray, own: np.ndarray, fps: float,
+                         seconds: float = EXPRESSION_SECONDS) -> np.ndarray:
+    """Targets whose slow x (all points) and corner y follow the input's own shapes ``own``.
+
+    Both (T, P, 2) canonical. Each corrected coordinate gets the difference of the two centred
+    moving averages over ``seconds`` added, so its fast (speech) part is the target's and its slow
+    part the input's. Frames without an input shape (NaN) are left as they are.
+    """
+    targets = np.asarray(targets, np.float64).copy()
+    own = np.asarray(own, np.float64)
+    span = max(1, int(round(seconds * fps)))
+    if len(targets) < 2:
+        return targets
+    correction = moving_average(own, span) - moving_average(targets, span)
+    correction = np.nan_to_num(correction)
+    targets[..., 0] += correction[..., 0]
+    corners = list(CORNERS)
+    targets[:, corners, 1] += correction[:, corners, 1]
+    return targets

@@ -121,36 +121,43 @@ def audio_windows(samples: np.ndarray, frames: int, fps: float, recipe: MotionRe
 def load_motion_clips(dataset: Path, recipe: MotionRecipe,
                       progress: Callable[[int, int], None] | None = None) -> list[MotionClip]:
     """Every clip with audio of the kinds in ``recipe`` (both splits), ready for training."""
-    from lipdub.train.data import read_clips_table, read_wav_mono16k
+    from lipdub.train.data import read_clips_table
 
     dataset = Path(dataset)
     rows = [r for r in read_clips_table(dataset) if r["kind"] in recipe.kinds and str(r.get("has_audio", "1")) == "1"]
     clips = []
     for done, row in enumerate(rows):
-        folder = dataset / "clips" / row["clip_id"]
-        with np.load(folder / "landmarks.npz") as npz:
-            points = np.asarray(npz["points"], np.float32)
-            valid = np.asarray(npz["valid"], bool)
-        fps = float(row["fps"])
-        try:
-            shapes, rest, motion = clip_shapes(points, valid, fps)
-        except ValueError as error:
-            logger.warning("skipping %s: %s", row["clip_id"], error)
-            continue
-        samples = read_wav_mono16k(folder / "audio.wav")
-        if is_silent(samples):
-            # A moving mouth over digital silence (a clip whose audio track is empty) would teach
-            # the model that silence moves the lips.
-            logger.warning("skipping %s: its audio is silent", row["clip_id"])
-            continue
-        windows = audio_windows(samples, len(points), fps, recipe)
-        ok = valid & np.isfinite(motion).all(axis=1)
-        clips.append(MotionClip(row["clip_id"], row["speaker"], row["kind"], row["split"], fps,
-                                windows.astype(np.float16), shapes, rest, motion, ok,
-                                S.articulation_scale(motion[ok])))
+        clip = load_motion_clip(dataset / "clips" / row["clip_id"], row, recipe)
+        if clip is not None:
+            clips.append(clip)
         if progress is not None:
             progress(done + 1, len(rows))
     return clips
+
+
+def load_motion_clip(folder: Path, row: dict, recipe: MotionRecipe) -> MotionClip | None:
+    """One dataset clip folder as a `MotionClip`; None (with a warning) when it cannot teach motion."""
+    from lipdub.train.data import read_wav_mono16k
+
+    with np.load(folder / "landmarks.npz") as npz:
+        points = np.asarray(npz["points"], np.float32)
+        valid = np.asarray(npz["valid"], bool)
+    fps = float(row["fps"])
+    try:
+        shapes, rest, motion = clip_shapes(points, valid, fps)
+    except ValueError as error:
+        logger.warning("skipping %s: %s", row["clip_id"], error)
+        return None
+    samples = read_wav_mono16k(folder / "audio.wav")
+    if is_silent(samples):
+        # A moving mouth over digital silence (a clip whose audio track is empty) would teach
+        # the model that silence moves the lips.
+        logger.warning("skipping %s: its audio is silent", row["clip_id"])
+        return None
+    windows = audio_windows(samples, len(points), fps, recipe)
+    ok = valid & np.isfinite(motion).all(axis=1)
+    return MotionClip(row["clip_id"], row["speaker"], row["kind"], row["split"], fps,
+                      windows.astype(np.float16), shapes, rest, motion, ok, S.articulation_scale(motion[ok]))
 
 
 def aperture_direction(basis: S.MotionBasis) -> np.ndarray:
@@ -356,3 +363,70 @@ def train_motion(dataset: Path, run_dir: Path, recipe: MotionRecipe,
               "default_scale": default_scale, "gain": gain, "seconds": round(time.time() - started, 1)}
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+# --- personalisation -----------------------------------------------------------------------------
+
+
+def split_motion_clip(clip: MotionClip, fraction: float) -> tuple[MotionClip, MotionClip]:
+    """The first ``fraction`` of a clip's frames and the rest, as two clips (same speaker, scale)."""
+    from dataclasses import replace
+
+    cut = int(round(len(clip.valid) * fraction))
+    parts = []
+    for part in (slice(0, cut), slice(cut, None)):
+        parts.append(replace(clip, windows=clip.windows[part], shapes=clip.shapes[part], rest=clip.rest[part],
+                             motion=clip.motion[part], valid=clip.valid[part]))
+    return parts[0], parts[1]
+
+
+def ensemble_motion(members, clip: MotionClip) -> np.ndarray:
+    """(T, P * 2) mean decoded prediction of `lipdub.motion.predictor.MotionMember`s for a clip."""
+    return np.mean([m.basis.decode(predict_coefficients(m.network, clip.windows)) for m in members], axis=0)
+
+
+def aperture_r(motion: np.ndarray, clip: MotionClip) -> float:
+    """Lag-0 r of the aperture implied by predicted motion (on the clip's mean rest) with the real one."""
+    predicted = S.aperture(np.nanmean(clip.rest, axis=0)[None] + motion.reshape(len(motion), -1, 2))
+    real = np.where(clip.valid, S.aperture(clip.shapes), np.nan)
+    return aperture_correlation(predicted, real, max_lag=0).r
+
+
+def personalize_motion(clip: MotionClip, members, steps: int = 200, lr: float = 3e-4, sequence: int = 32,
+                       batch: int = 8, train_fraction: float = 0.7, seed: int = 0) -> dict:
+    """Fine-tune every member on the first ``train_fraction`` of one speaker's clip, in place.
+
+    Returns the aperture r on the held-out rest of the clip before and after. Small learning rate,
+    few steps, batch-norm statistics frozen (eval mode for BN): the model adapts to this voice and
+    mouth without forgetting what speech does in general.
+    """
+    head, tail = split_motion_clip(clip, train_fraction)
+    if len(head.valid) < sequence + 1 or len(tail.valid) < 10:
+        raise LipdubError(f"the video is too short to personalise on ({len(clip.valid)} frames; need "
+                          f"{int((sequence + 10) / train_fraction) + 1})")
+    generic = aperture_r(ensemble_motion(members, tail), tail)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    starts = np.flatnonzero([head.valid[s: s + sequence].mean() > 0.8 for s in range(len(head.valid) - sequence)])
+    if len(starts) == 0:
+        raise LipdubError("too few frames with a face to personalise on")
+    for member in members:
+        target = (member.basis.encode(np.nan_to_num(head.motion)) / max(head.scale, 1e-6)).astype(np.float32)
+        optimiser = torch.optim.Adam(member.network.parameters(), lr=lr)
+        for _ in range(steps):
+            member.network.train()
+            for module in member.network.modules():
+                if isinstance(module, torch.nn.BatchNorm1d):
+                    module.eval()
+            picks = rng.choice(starts, size=batch)
+            x = torch.from_numpy(np.stack([head.windows[s: s + sequence].astype(np.float32) for s in picks]))
+            y = torch.from_numpy(np.stack([target[s: s + sequence] for s in picks]))
+            m = torch.from_numpy(np.stack([head.valid[s: s + sequence] for s in picks]).astype(np.float32))[..., None]
+            loss = ((member.network(x) - y) ** 2 * m).sum() / (m.sum() * y.shape[-1])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        member.network.eval()
+    personalised = aperture_r(ensemble_motion(members, tail), tail)
+    return {"frames_trained": int(len(head.valid)), "frames_held_out": int(len(tail.valid)), "steps": steps,
+            "generic_r": generic, "personalised_r": personalised}
