@@ -192,3 +192,19 @@ def test_usage_error_exits_non_zero(tmp_path):
     result = run_cli("sync", "only-one-arg")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
+
+
+def test_engine_choices_are_checked_in_one_line(tmp_path):
+    face = shared_file("data/train/real/woman_flag.mp4")
+    audio = shared_file("data/audio/english_male_1.wav")
+    before = set(os.listdir(tmp_path))
+    assert_one_line_error(run_cli("sync", face, audio, "-o", tmp_path / "o.mp4", "--engine", "bogus"), "unknown engine")
+    assert_one_line_error(run_cli("sync", face, audio, "-o", tmp_path / "o.mp4", "--engine", "motion",
+                                  "--checkpoint", tmp_path / "x.pth"), "--engine generator")
+    assert_one_line_error(run_cli("sync", face, audio, "-o", tmp_path / "o.mp4", "--motion-model", tmp_path / "none.pt"),
+                          "motion model not found")
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    assert_one_line_error(run_cli("sync", face, audio, "-o", tmp_path / "o.mp4", "--motion-model", tmp_path / "broken.pt"),
+                          "not a lipdub motion model")
+    assert_one_line_error(run_cli("sync", face, audio, "-o", tmp_path / "o.mp4", "--profile", tmp_path), "not a lipdub profile")
+    assert_nothing_written(tmp_path, before | {"broken.pt"})

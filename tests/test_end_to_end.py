@@ -136,17 +136,19 @@ def test_reference_first_frame_option(tmp_path, random_checkpoint):
     assert abs(result.frames - 75) <= 1  # 3 s at 25 fps; "cut" stops at the shorter of video and audio
 
 
-def test_personalize_then_sync_with_the_profile(tmp_path):
+@pytest.mark.parametrize("engine", ["motion", "generator"])
+def test_personalize_then_sync_with_the_profile(tmp_path, engine):
     from lipdub.models.registry import bundled_models
 
     if not bundled_models():
         pytest.skip("no bundled model to personalise")
     clip = shared_file("data/train/real/grid_man_denim.mpg")
     profile = tmp_path / "profile"
-    made = subprocess.run([sys.executable, "-m", "lipdub", "personalize", str(clip), "-o", str(profile), "--steps", "3"],
-                          capture_output=True, text=True)
+    made = subprocess.run([sys.executable, "-m", "lipdub", "personalize", str(clip), "-o", str(profile), "--steps", "3",
+                           "--engine", engine], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     assert (profile / "profile.json").is_file() and (profile / "report.json").is_file()
+    assert (profile / ("motion.pt" if engine == "motion" else "generator.pt")).is_file()
     again = subprocess.run([sys.executable, "-m", "lipdub", "personalize", str(clip), "-o", str(profile), "--steps", "3"],
                            capture_output=True, text=True)
     assert again.returncode != 0 and "already exists" in again.stderr
@@ -156,3 +158,8 @@ def test_personalize_then_sync_with_the_profile(tmp_path):
     assert synced.returncode == 0, synced.stderr
     _, frames = read_video(output)
     assert abs(len(frames) - 75) <= 1
+    # A profile of one engine is refused by the other, in one line.
+    other = "generator" if engine == "motion" else "motion"
+    refused = subprocess.run([sys.executable, "-m", "lipdub", "sync", str(clip), str(clip), "-o", str(tmp_path / "x.mp4"),
+                              "--profile", str(profile), "--engine", other, "--quiet"], capture_output=True, text=True)
+    assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1

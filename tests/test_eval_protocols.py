@@ -151,9 +151,9 @@ def test_rows_have_every_column_and_missing_figures_read_n_a():
     result = {"protocol": "crossdub", "judge": "j", "rows": [row, cross],
               "mean": {"lse_d": 0.8, "aperture_r": 0.45, "aperture_lag": 0.5, "real_pause_ratio": 0.25}}
     lines = format_table(result).splitlines()
-    assert "| pause ratio | real pause ratio | expression r | expression range |" in lines[2]
-    assert lines[4].endswith("| 1.000 | -1 | n/a | 0.250 | n/a | n/a |")
-    assert lines[5].endswith("| 0.300 | 2 | n/a | n/a | 0.900 | 0.800 |")
+    assert "| pause ratio | real pause ratio | expression r | expression range | render r |" in lines[2]
+    assert lines[4].endswith("| 1.000 | -1 | n/a | 0.250 | n/a | n/a | n/a |")
+    assert lines[5].endswith("| 0.300 | 2 | n/a | n/a | 0.900 | 0.800 | n/a |")
     assert lines[6].startswith("| **mean** | 0.800 |") and "| 0.450 |" in lines[6] and "| 0.5 |" in lines[6]
     assert all(line.count("|") == lines[2].count("|") for line in lines[2:])
 
@@ -198,3 +198,24 @@ def test_video_protocol_on_a_real_clip(tmp_path, random_checkpoint):
     assert row["pause_ratio"] is None and row["real_pause_ratio"] is None  # a 3 s GRID sentence has no 2 s pause
     assert result["mean"]["lmd"] == pytest.approx(row["lmd"])
     assert (tmp_path / "out" / "grid" / "real").is_dir() and (tmp_path / "out" / "grid" / "video").is_dir()
+
+
+def test_render_faithfulness_is_the_lag0_correlation_with_the_target():
+    from lipdub.eval.mouth import mouth_aperture
+    from lipdub.eval.protocols import render_faithfulness
+
+    rng = np.random.default_rng(0)
+    landmarks = rng.normal(size=(40, 478, 2)) * 5 + 100
+    measured = mouth_aperture(landmarks)
+    assert render_faithfulness(landmarks, None) is None
+    assert render_faithfulness(landmarks, list(measured * 2 + 1)) == pytest.approx(1.0)
+    assert render_faithfulness(landmarks, list(-measured)) == pytest.approx(-1.0)
+
+
+def test_dub_protocol_needs_speech(tmp_path):
+    from lipdub.eval.protocols import evaluate_set
+
+    with pytest.raises(LipdubError, match="speech file"):
+        evaluate_set([tmp_path / "a.mp4"], "dub", tmp_path / "out")
+    with pytest.raises(LipdubError, match="not found"):
+        evaluate_set([tmp_path / "a.mp4"], "dub", tmp_path / "out", speech_files=[tmp_path / "missing.wav"])

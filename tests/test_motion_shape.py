@@ -171,3 +171,19 @@ def test_keep_slow_expression_restores_the_input_slow_width_but_keeps_fast_motio
     assert np.std(kept[:, a, 0] - slow) > 0.01
     np.testing.assert_allclose(kept[:, S.UPPER_INNER, 1], targets[:, S.UPPER_INNER, 1])  # openings untouched
     assert S.LEFT_CORNER in CORNERS
+
+
+def test_closed_mouth_brings_the_lips_together_and_keeps_a_closed_one():
+    shapes = np.zeros((1, len(S.MOTION_POINTS), 2))
+    n = len(S.LIP_OUTER)
+    for i in range(1, 10):
+        shapes[0, n + i, 1] = 0.1  # inner lower lip 0.1 below
+        shapes[0, i, 1] = 0.15  # outer lower lip, lip 0.05 thick
+        shapes[0, 20 - i, 1] = -0.05  # outer upper lip
+    shapes[0, 2 * n:, 1] = 0.5  # jaw
+    closed = S.closed_mouth(shapes)
+    assert S.aperture(closed)[0] == pytest.approx(0.0)
+    assert closed[0, S.LOWER_INNER, 1] == pytest.approx(0.05) and closed[0, S.UPPER_INNER, 1] == pytest.approx(0.05)
+    assert closed[0, 5, 1] - closed[0, n + 5, 1] == pytest.approx(0.05)  # lip thickness kept
+    assert closed[0, 2 * n, 1] == pytest.approx(0.5 - S.JAW_FOLLOW * 0.05)
+    np.testing.assert_allclose(S.closed_mouth(closed), closed)

@@ -54,6 +54,9 @@ def build_engine(options):
         from lipdub.engines.generator import GeneratorEngine
         from lipdub.models.registry import resolve_generator
 
+        if options.profile is not None and profile_engine(options.profile) == "motion":
+            raise LipdubError(f"{options.profile} is a motion profile: use it with the motion engine (the default)")
+
         generator = resolve_generator(options.model, options.checkpoint, options.profile)
         return GeneratorEngine(generator, pads=options.pads, feather=options.feather,
                                color_match=options.color_match, reference=options.reference,

@@ -330,7 +330,7 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
                 else:
                     result = reconstruct(face, protocol, Path(work) / f"{face.stem}.mp4", **sync_options)
                     generated = evaluate_tracked(result.output, output_dir / face.stem / protocol, audio=speech,
-                                                 reference=face, judge_path=judge_path, reference_track=face_track)
+                                                 reference=face, judge_path=judge_path, reference_track=real.track)
                     landmarks, fps = generated.track.landmark_array(), generated.track.fps
                     face_landmarks = real_landmarks if protocol == "video" else None
                 figures["pause_ratio"] = pause_ratio(landmarks, fps, samples, ACTIVITY_SAMPLE_RATE)

@@ -16,6 +16,7 @@ in between, then widened by 2 frames each side so plosive onsets are not clipped
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,10 +156,12 @@ def load_motion_model(name_or_path: str | Path | None = None) -> MotionPredictor
         raise LipdubError(f"motion model not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict):
+            raise TypeError(f"holds a {type(state).__name__}, not a checkpoint dict")
         members = [member_from_state(m) for m in state.get("members", [state])]
         return MotionPredictor(path.stem, members, float(state["default_scale"]), gain=float(state.get("gain", 1.0)),
                                smoothing=float(state.get("smoothing", 1.0 if "members" in state else 0.0)))
-    except (KeyError, RuntimeError, OSError, ValueError, TypeError) as error:
+    except (KeyError, RuntimeError, OSError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as error:
         raise LipdubError(f"{path} is not a lipdub motion model: {error}") from error
 
 

@@ -182,6 +182,35 @@ def rest_track(shapes: np.ndarray, fps: float, search_seconds: float = REST_SEAR
     return moving_average(picked, max(1, int(round(smooth_seconds * fps))))
 
 
+#: Jaw and chin follow this share of the lower lip's movement when `closed_mouth` closes the lips.
+JAW_FOLLOW = 0.6
+
+
+def closed_mouth(shapes: np.ndarray) -> np.ndarray:
+    """(T, P, 2) shapes with the lips brought together: the rest shape of a single photo.
+
+    A photo shows one moment, often with the mouth open (a smile, mid-word); as a rest it would
+    never let the mouth close. Each pair of facing inner-lip points meets at its midpoint, the
+    outer lip points move with their inner partners (the lips keep their thickness) and the jaw
+    and chin follow the lower lip by `JAW_FOLLOW`. A closed mouth is returned unchanged.
+    """
+    shapes = np.asarray(shapes, np.float64).copy()
+    n_outer = len(LIP_OUTER)
+    lower_moves = []
+    for i in range(1, 10):  # lower-lip point i faces upper-lip point 20 - i on both rings
+        lo, up = n_outer + i, n_outer + 20 - i
+        mid = (shapes[:, lo] + shapes[:, up]) / 2
+        d_lo, d_up = mid - shapes[:, lo], mid - shapes[:, up]
+        shapes[:, lo] += d_lo
+        shapes[:, up] += d_up
+        shapes[:, i] += d_lo
+        shapes[:, 20 - i] += d_up
+        lower_moves.append(d_lo)
+    jaw = slice(2 * n_outer, len(MOTION_POINTS))
+    shapes[:, jaw] += JAW_FOLLOW * np.mean(lower_moves, axis=0)[:, None, :]
+    return shapes
+
+
 def speech_motion(shapes: np.ndarray, rest: np.ndarray) -> np.ndarray:
     """(T, P * 2) flattened motion of each frame away from its rest shape."""
     return (np.asarray(shapes, np.float64) - np.asarray(rest, np.float64)).reshape(len(shapes), -1)
