@@ -1,6 +1,6 @@
 """Contact sheets: input vs output mouth crops of `lipdub sync`, so that a person can look.
 
-    python experiments/contact_sheet.py FACE AUDIO -o docs/images/sheet.png [--frames 10] [--start 0]
+    python experiments/contact_sheet.py FACE AUDIO -o docs/images/sheet.jpg [--frames 10] [--start 0]
 
 Runs `lipdub.sync` (default engine, `--length-mode cut`), tracks the input, and writes a PNG with
 two rows: the input's mouth region and the output's at the same frames (evenly spaced from
