@@ -524,12 +524,21 @@ def align_dataset_command(
 
 @app.command()
 def models() -> None:
-    """List the generator models installed with lipdub."""
-    from lipdub.models.registry import bundled_models
+    """List the models installed with lipdub: lip motion models (motion engine) and generators."""
+    import json
 
+    from lipdub.models.registry import bundled_models
+    from lipdub.motion.predictor import WEIGHTS_DIR as MOTION_DIR
+
+    for card in sorted(MOTION_DIR.glob("*.json")) if MOTION_DIR.is_dir() else []:
+        try:
+            description = json.loads(card.read_text()).get("description", "")
+        except (OSError, ValueError):
+            description = ""
+        typer.echo(f"{card.stem}\tmotion engine\t{description}")
     specs = bundled_models()
     if not specs:
-        typer.echo("no bundled model is installed; use `lipdub sync --checkpoint path/to/wav2lip_gan.pth`")
+        typer.echo("no bundled generator is installed; use `lipdub sync --engine generator --checkpoint path/to/wav2lip_gan.pth`")
         return
     for spec in specs:
         typer.echo(f"{spec.name}\t{spec.architecture}\t{spec.img_size}px\t{spec.description}")
