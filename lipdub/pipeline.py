@@ -1,12 +1,16 @@
-"""The lip-sync pipeline: decode → detect/track → crop → generate → blend → encode.
+"""The lip-sync pipeline: decode → track → (engine: features → motion → render) → blend → encode.
 
-`sync` is the whole job behind ``lipdub sync``. It is a chain of generators over bounded batches,
-so memory stays flat whatever the video's length: frames are decoded, processed ``batch_size`` at
-a time and encoded as they go. Everything the user asked for is checked before any heavy work, and
-the output only appears (atomically, by rename) once the last frame is written.
+`sync` is the whole job behind ``lipdub sync``. It runs two passes over the input, each a chain of
+generators over bounded batches, so memory stays flat whatever the video's length: the first
+decodes and tracks every frame (keeping only landmarks, and showing each picture to the engine
+once), the second decodes again, has the engine render ``batch_size`` frames at a time and encodes
+them as they go; decoding and encoding run in background threads beside the rendering. Everything
+the user asked for is checked before any heavy work, and the output only appears (atomically, by
+rename) once the last frame is written.
 
-The stages live in their own packages (``media``, ``face``, ``models``); this module owns only the
-loop, the order of checks and the bookkeeping (timings, faces found).
+The stages live in their own packages (``media``, ``face``, ``engines``); this module owns only the
+loop, the order of checks and the bookkeeping (timings, faces found). Which engine draws the mouth
+is an option (`lipdub.engines.build_engine`), never a branch here.
 """
 
 from __future__ import annotations
