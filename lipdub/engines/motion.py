@@ -272,8 +272,17 @@ class MotionEngine:
             crop, origin = self._spool.read(patch_ref), patch_ref.origin
         self.chosen_sources[i] = source_frame
         source_points = np.asarray(self._landmarks[source_frame], np.float64)
-        interior, inside = warp_patch(crop, origin, warp_vertices(source_points, self._mesh), target_vertices,
-                                      self._mesh.interior, rect)
+        # The opening is small: warp only its own box, then place it in the patch.
+        inner_rect = bounding_rect(target[list(S.LIP_INNER)], job.image.shape, 2)
+        interior, inside = patch.copy(), np.zeros(patch.shape[:2], bool)
+        if inner_rect is not None:
+            ix1, iy1, ix2, iy2 = inner_rect
+            ix1, iy1, ix2, iy2 = max(ix1, x1), max(iy1, y1), min(ix2, x2), min(iy2, y2)
+            if ix2 > ix1 and iy2 > iy1:
+                small, small_inside = warp_patch(crop, origin, warp_vertices(source_points, self._mesh),
+                                                 target_vertices, self._mesh.interior, (ix1, iy1, ix2, iy2))
+                interior[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = small
+                inside[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = small_inside
         inner = target[list(S.LIP_INNER)]
         lips = lip_colour(job.image, target[list(S.LIP_OUTER)], inner)
         if source_frame != j and self.options.color_match:
@@ -295,8 +304,9 @@ class MotionEngine:
         region = job.image[y1:y2, x1:x2]
         mask = self._mask(target, frame_points, rect, float(self._eye[j])) * covered
         out = job.image.copy()
-        alpha = mask[..., None]
-        mixed = np.clip(np.round(region * (1.0 - alpha) + patch * alpha), 0, 255).astype(np.uint8)
+        alpha = mask[..., None].astype(np.float32)
+        base = region.astype(np.float32)
+        mixed = np.clip(base + (patch.astype(np.float32) - base) * alpha + 0.5, 0, 255).astype(np.uint8)
         out[y1:y2, x1:x2] = np.where(alpha > 0, mixed, region)
         return out
 

@@ -52,13 +52,22 @@ def teeth_colour(image: np.ndarray, eye_rings: list[np.ndarray], lips_rgb: np.nd
 
 
 def lip_colour(image: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """Mean RGB of the lips (between the outer and inner lip contours) in ``image``."""
-    mask = np.zeros(image.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [np.round(outer).astype(np.int32)], 1)
-    cv2.fillPoly(mask, [np.round(inner).astype(np.int32)], 0)
+    """Mean RGB of the lips (between the outer and inner lip contours) in ``image``.
+
+    Only the lips' bounding box is touched, so the cost does not grow with the frame size.
+    """
+    outer = np.asarray(outer, np.float64)
+    h, w = image.shape[:2]
+    x1, y1 = (max(0, int(np.floor(v))) for v in outer.min(axis=0))
+    x2, y2 = int(min(w, np.ceil(outer[:, 0].max()) + 1)), int(min(h, np.ceil(outer[:, 1].max()) + 1))
+    if x2 <= x1 or y2 <= y1:
+        return np.array([150.0, 80.0, 80.0])
+    mask = np.zeros((y2 - y1, x2 - x1), np.uint8)
+    cv2.fillPoly(mask, [np.round(outer - (x1, y1)).astype(np.int32)], 1)
+    cv2.fillPoly(mask, [np.round(np.asarray(inner, np.float64) - (x1, y1)).astype(np.int32)], 0)
     if mask.sum() < 4:
         return np.array([150.0, 80.0, 80.0])
-    return image[mask.astype(bool)].reshape(-1, 3).astype(np.float64).mean(axis=0)
+    return image[y1:y2, x1:x2][mask.astype(bool)].reshape(-1, 3).astype(np.float64).mean(axis=0)
 
 
 def paint_interior(patch: np.ndarray, origin: tuple[int, int], inner: np.ndarray, lips_rgb: np.ndarray,
