@@ -327,12 +327,10 @@ class MotionEngine:
 
 def _lower_region(points: np.ndarray) -> np.ndarray:
     """Points that bound everything the warp may touch in a frame: lower face plus its ring."""
-    from lipdub.render.mesh import LOWER_OVAL, NOSE_TIP, RING_SCALE
+    from lipdub.render.mesh import LOWER_OVAL, NOSE_TIP, ring_points
 
     points = np.asarray(points, np.float64)
-    oval = points[list(LOWER_OVAL)]
-    ring = oval + RING_SCALE * (oval - points[NOSE_TIP])
-    return np.concatenate([oval, ring, points[[NOSE_TIP]]])
+    return np.concatenate([points[list(LOWER_OVAL)], ring_points(points), points[[NOSE_TIP]]])
 
 
 def load_engine(motion_model=None, options: MotionEngineOptions = MotionEngineOptions()) -> MotionEngine:

@@ -115,7 +115,11 @@ def warp_vertices(points: np.ndarray, mesh: WarpMesh, ring_from: np.ndarray | No
     points = np.asarray(points, np.float64)[:MESH_POINTS]
     anchor = points if ring_from is None else np.asarray(ring_from, np.float64)[:MESH_POINTS]
     centre = points[list(LIP_INNER)].mean(axis=0, keepdims=True)
-    oval = anchor[list(LOWER_OVAL)]
-    nose = anchor[NOSE_TIP]
-    ring = oval + RING_SCALE * (oval - nose)
-    return np.concatenate([points, centre, ring])
+    return np.concatenate([points, centre, ring_points(anchor)])
+
+
+def ring_points(points: np.ndarray) -> np.ndarray:
+    """(len(LOWER_OVAL), 2) the ring beyond the jaw: each oval point pushed away from the nose tip."""
+    points = np.asarray(points, np.float64)
+    oval = points[list(LOWER_OVAL)]
+    return oval + RING_SCALE * (oval - points[NOSE_TIP])
