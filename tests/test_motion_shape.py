@@ -187,3 +187,13 @@ def test_closed_mouth_brings_the_lips_together_and_keeps_a_closed_one():
     assert closed[0, 5, 1] - closed[0, n + 5, 1] == pytest.approx(0.05)  # lip thickness kept
     assert closed[0, 2 * n, 1] == pytest.approx(0.5 - S.JAW_FOLLOW * 0.05)
     np.testing.assert_allclose(S.closed_mouth(closed), closed)
+
+
+def test_photo_rest_shuts_a_nearly_closed_mouth_and_half_parts_a_wide_one():
+    shapes = np.zeros((2, len(S.MOTION_POINTS), 2))
+    n = len(S.LIP_OUTER)
+    shapes[0, n + 5, 1] = 0.04  # nearly closed: inner lower lip (14) 0.04 below the upper (13)
+    shapes[1, n + 5, 1] = 0.2  # wide open
+    rest = S.photo_rest(shapes)
+    assert S.aperture(rest)[0] == pytest.approx(0.0)
+    assert S.aperture(rest)[1] == pytest.approx(S.PHOTO_KEEP * 0.2)
