@@ -86,12 +86,6 @@ def test_bank_only_lends_frames_of_the_input():
     engine.close()
 
 
-def _mouth_box(landmarks, shape):
-    from lipdub.eval.report import mouth_box
-
-    return mouth_box(landmarks, shape)
-
-
 def test_sync_video_and_photo_with_the_default_engine(tmp_path):
     from lipdub.media.decode import iter_frames, probe_video
     from lipdub.pipeline import sync

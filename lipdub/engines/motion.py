@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lipdub.engines.base import FrameJob, RenderPlan
+from lipdub.eval.mouth import mouth_aperture
 from lipdub.face.blend import LOWER_FACE_OUTLINE, feathered_polygon
 from lipdub.motion import shape as S
 from lipdub.motion.transfer import keep_slow_expression, speaker_scale, target_shapes
@@ -135,7 +136,6 @@ class MotionEngine:
         self._bank: list[tuple[int, B.Patch]] = []
         self._stride = 1
         self.chosen_sources: np.ndarray | None = None  # input frame borrowed by each output frame
-        self.target_points: np.ndarray | None = None  # (T, P, 2) frame-pixel targets (for tests, eval)
         self.target_aperture: list[float] | None = None  # per output frame, for `lipdub eval-set`
 
     # -- tracking pass -------------------------------------------------------------------------
@@ -225,7 +225,6 @@ class MotionEngine:
         self._chosen = chosen
         self.chosen_sources = np.full(frames, -1, np.int64)
         self.chosen_sources[chosen >= 0] = bank_frames[chosen[chosen >= 0]]
-        self.target_points = np.full((frames, len(S.MOTION_POINTS), 2), np.nan)
         self.target_aperture = [float("nan")] * frames
 
     # -- drawing ---------------------------------------------------------------------------------
@@ -249,9 +248,7 @@ class MotionEngine:
             return job.image
         frame_points = np.asarray(self._landmarks[j], np.float64)
         target = self.target_frame_points(i)
-        self.target_points[i] = target[list(S.MOTION_POINTS)]
-        eye_pixels = float(np.linalg.norm(target[S.RIGHT_EYE_OUTER] - target[S.LEFT_EYE_OUTER]))
-        self.target_aperture[i] = float(np.linalg.norm(target[13] - target[14])) / max(eye_pixels, 1e-6)
+        self.target_aperture[i] = float(mouth_aperture(target[None])[0])
         target_vertices = warp_vertices(target, self._mesh, ring_from=frame_points)
         rect = bounding_rect(np.concatenate([target_vertices, _lower_region(frame_points)]), job.image.shape, 2)
         if rect is None:

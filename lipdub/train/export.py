@@ -82,9 +82,8 @@ def export_motion(run_dirs: Sequence[Path], name: str, description: str = "", sm
 
     from lipdub.motion.predictor import (WEIGHTS_DIR as MOTION_DIR, MotionPredictor, gaussian_smooth, member_from_state,
                                          save_motion_model)
-    from lipdub.eval.mouth import aperture_correlation
-    from lipdub.motion import shape as S
-    from lipdub.train.motion import MotionRecipe, amplitude_gain, ensemble_motion, load_motion_clips, summarise
+    from lipdub.train.motion import (MotionRecipe, amplitude_gain, aperture_figures, ensemble_motion,
+                                     load_motion_clips, summarise)
 
     if not run_dirs:
         raise LipdubError("name at least one motion run")
@@ -107,15 +106,8 @@ def export_motion(run_dirs: Sequence[Path], name: str, description: str = "", sm
 
     gain = amplitude_gain(ensemble, clips)
     # The shipped model's own held-out figure (the runs' metrics are each member's alone).
-    rows = []
-    for clip in (c for c in loaded if c.split == "val" and c.valid.sum() >= 10):
-        motion = ensemble(clip)
-        predicted = S.aperture(np.nanmean(clip.rest, axis=0)[None] + motion.reshape(len(motion), -1, 2))
-        real = np.where(clip.valid, S.aperture(clip.shapes), np.nan)
-        best = aperture_correlation(predicted, real, max_lag=5)
-        rows.append({"clip": clip.clip_id, "speaker": clip.speaker, "kind": clip.kind, "frames": int(clip.valid.sum()),
-                     "r": aperture_correlation(predicted, real, max_lag=0).r, "best_r": best.r, "lag": best.lag})
-    validation = summarise(rows)
+    validation = summarise([aperture_figures(ensemble(clip), clip) for clip in loaded
+                            if clip.split == "val" and clip.valid.sum() >= 10])
     for kind in ("real", "synthetic"):
         if kind in validation:
             logger.info("ensemble of %d, val %s: aperture r %.3f over %d speakers (mean best lag %+.2f)", len(members),

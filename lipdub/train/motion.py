@@ -210,21 +210,19 @@ def evaluate_clips(model: LipMotionNet, basis: S.MotionBasis, clips: Sequence[Mo
     Prediction only: the predicted motion is added to the clip's *mean* rest shape (a constant),
     so no slow information from the real video enters the predicted aperture.
     """
-    rows = []
-    for clip in clips:
-        if clip.valid.sum() < 10:
-            continue
-        coefficients = predict_coefficients(model, clip.windows)
-        motion = basis.decode(coefficients) * clip.scale
-        mean_rest = np.nanmean(clip.rest, axis=0)
-        predicted = S.aperture(mean_rest[None] + motion.reshape(len(motion), -1, 2))
-        real = S.aperture(clip.shapes)
-        real = np.where(clip.valid, real, np.nan)
-        lag0 = aperture_correlation(predicted, real, max_lag=0).r
-        best = aperture_correlation(predicted, real, max_lag=5)
-        rows.append({"clip": clip.clip_id, "speaker": clip.speaker, "kind": clip.kind,
-                     "frames": int(clip.valid.sum()), "r": lag0, "best_r": best.r, "lag": best.lag})
+    rows = [aperture_figures(basis.decode(predict_coefficients(model, clip.windows)) * clip.scale, clip)
+            for clip in clips if clip.valid.sum() >= 10]
     return summarise(rows)
+
+
+def aperture_figures(motion: np.ndarray, clip: MotionClip) -> dict:
+    """One clip's row: r (lag 0) and the best r within +-5 frames, with its lag, of the opening the
+    (T, P * 2) predicted ``motion`` implies on the clip's mean rest shape, against the real opening."""
+    predicted = S.aperture(np.nanmean(clip.rest, axis=0)[None] + motion.reshape(len(motion), -1, 2))
+    real = np.where(clip.valid, S.aperture(clip.shapes), np.nan)
+    best = aperture_correlation(predicted, real, max_lag=5)
+    return {"clip": clip.clip_id, "speaker": clip.speaker, "kind": clip.kind, "frames": int(clip.valid.sum()),
+            "r": aperture_correlation(predicted, real, max_lag=0).r, "best_r": best.r, "lag": best.lag}
 
 
 def amplitude_gain(predict: Callable[[MotionClip], np.ndarray], clips: Sequence[MotionClip],
@@ -385,13 +383,6 @@ def ensemble_motion(members, clip: MotionClip) -> np.ndarray:
     return np.mean([m.basis.decode(predict_coefficients(m.network, clip.windows)) for m in members], axis=0)
 
 
-def aperture_r(motion: np.ndarray, clip: MotionClip) -> float:
-    """Lag-0 r of the aperture implied by predicted motion (on the clip's mean rest) with the real one."""
-    predicted = S.aperture(np.nanmean(clip.rest, axis=0)[None] + motion.reshape(len(motion), -1, 2))
-    real = np.where(clip.valid, S.aperture(clip.shapes), np.nan)
-    return aperture_correlation(predicted, real, max_lag=0).r
-
-
 def personalize_motion(clip: MotionClip, members, steps: int = 200, lr: float = 3e-4, sequence: int = 32,
                        batch: int = 8, train_fraction: float = 0.7, seed: int = 0) -> dict:
     """Fine-tune every member on the first ``train_fraction`` of one speaker's clip, in place.
@@ -404,7 +395,7 @@ def personalize_motion(clip: MotionClip, members, steps: int = 200, lr: float = 
     if len(head.valid) < sequence + 1 or len(tail.valid) < 10:
         raise LipdubError(f"the video is too short to personalise on ({len(clip.valid)} frames; need "
                           f"{int((sequence + 10) / train_fraction) + 1})")
-    generic = aperture_r(ensemble_motion(members, tail), tail)
+    generic = aperture_figures(ensemble_motion(members, tail), tail)["r"]
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     starts = np.flatnonzero([head.valid[s: s + sequence].mean() > 0.8 for s in range(len(head.valid) - sequence)])
@@ -427,6 +418,6 @@ def personalize_motion(clip: MotionClip, members, steps: int = 200, lr: float = 
             loss.backward()
             optimiser.step()
         member.network.eval()
-    personalised = aperture_r(ensemble_motion(members, tail), tail)
+    personalised = aperture_figures(ensemble_motion(members, tail), tail)["r"]
     return {"frames_trained": int(len(head.valid)), "frames_held_out": int(len(tail.valid)), "steps": steps,
             "generic_r": generic, "personalised_r": personalised}
