@@ -23,6 +23,9 @@ class ZeroMotion:
 
         return np.zeros((frames, len(MOTION_POINTS), 2))
 
+    def gate(self, samples, frames, fps):
+        return np.zeros(frames)  # every frame a pause
+
 
 def _prepared(path, predictor, seconds=None):
     from lipdub.engines.base import FrameJob, RenderPlan
@@ -75,6 +78,22 @@ def test_silence_gives_the_rest_shape_with_the_bundled_model():
     vertical = [p for p in range(len(MOTION_POINTS)) if p not in CORNERS]
     rest = engine._rest[engine._sources]
     np.testing.assert_allclose(engine._targets[:, vertical, 1], rest[:, vertical, 1])
+    engine.close()
+
+
+def test_a_pause_shows_one_closed_mouth_of_the_input():
+    from lipdub.motion.shape import aperture
+
+    engine, jobs, _ = _prepared(shared_file("data/train/real/woman_flag.mp4"), ZeroMotion())
+    held = engine._hold_bank[engine._has_face]
+    assert len(held) and (held == held[0]).all()  # the whole silent clip is one pause: one hold frame
+    assert engine._hold_weight.max() == 1.0 and engine._hold_weight[0] < 1.0  # fading in
+    frame = engine._bank_frames[held[0]]
+    openings = aperture(engine._shapes[engine._bank_frames])
+    assert openings[held[0]] == np.nanmin(openings)  # the most closed mouth the bank has
+    outputs = engine.render(jobs[10:12])
+    for out, job in zip(outputs, jobs[10:12]):
+        assert out.shape == job.image.shape and engine.chosen_sources[job.index] == frame
     engine.close()
 
 

@@ -110,3 +110,19 @@ def test_match_colors_with_empty_mask_returns_generated():
     generated = np.full((8, 8, 3), 40, np.uint8)
     out = match_colors(generated, np.full((8, 8, 3), 200, np.uint8), np.zeros((8, 8), np.float32))
     np.testing.assert_array_equal(out, generated)
+
+
+def test_inner_feather_is_zero_at_the_edge_and_one_deep_inside():
+    from lipdub.face.blend import inner_feather
+
+    region = np.zeros((21, 21), bool)
+    region[:, 5:] = True  # covered from column 5 to the right border
+    soft = inner_feather(region, width=4.0)
+    assert soft[:, :5].max() == 0.0
+    np.testing.assert_allclose(soft[10, 5], 0.25 ** 2 * (3 - 2 * 0.25), atol=1e-6)  # 1 px in: smoothstep(1/4)
+    assert soft[10, 12] == 1.0  # 8 px from the left edge, 9 from the right border, 11 from the top
+    assert soft[10, 20] < 1.0 and soft[0, 12] < 1.0  # the rect's border is an edge
+    assert (np.diff(soft[10, 5:12]) >= 0).all()
+    holed = region.copy()
+    holed[10, 12] = False  # a one-pixel hole deep inside is not an edge
+    np.testing.assert_array_equal(inner_feather(holed, 4.0), soft)

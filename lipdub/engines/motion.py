@@ -24,14 +24,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from lipdub.engines.base import FrameJob, RenderPlan
 from lipdub.eval.mouth import mouth_aperture
-from lipdub.face.blend import LOWER_FACE_OUTLINE, feathered_polygon
+from lipdub.face.blend import LOWER_FACE_OUTLINE, feathered_polygons, inner_feather
 from lipdub.motion import shape as S
 from lipdub.motion.transfer import keep_slow_expression, speaker_scale, target_shapes
 from lipdub.render import bank as B
+from lipdub.render.hold import FADE_SECONDS, SEARCH_SECONDS, choose_hold_frame, hold_weights, pause_runs
 from lipdub.render.interior import OWN_INTERIOR_RATIO, interior_alpha, lip_colour, paint_interior, teeth_colour
 from lipdub.render.mesh import MESH_POINTS, build_mesh, warp_vertices
 from lipdub.render.warp import bounding_rect, warp_patch
@@ -137,6 +139,8 @@ class MotionEngine:
         self._stride = 1
         self.chosen_sources: np.ndarray | None = None  # input frame borrowed by each output frame
         self.target_aperture: list[float] | None = None  # per output frame, for `lipdub eval-set`
+        self._hold_bank: np.ndarray | None = None  # per output frame: bank entry its pause holds, or -1
+        self._hold_weight: np.ndarray | None = None  # per output frame: 0..1 share of the hold frame
 
     # -- tracking pass -------------------------------------------------------------------------
     def expect_frames(self, count: int) -> None:
@@ -194,6 +198,38 @@ class MotionEngine:
         if not plan.is_photo:
             targets = keep_slow_expression(targets, smoothed_shapes[self._sources], plan.fps)
         self.use_targets(targets)
+        if not plan.is_photo:
+            self.hold_pauses(self.predictor.gate(plan.speech, frames, plan.fps))
+
+    def hold_pauses(self, gate: np.ndarray) -> None:
+        """Give every pause of the speech (``gate`` shut, `lipdub.render.hold`) one hold frame."""
+        frames = len(self._sources)
+        self._hold_bank = np.full(frames, -1, np.int64)
+        self._hold_weight = np.zeros(frames)
+        if not len(self._bank_frames):
+            return
+        runs = pause_runs(gate, self._fps)
+        openings = S.aperture(self._shapes[self._bank_frames])
+        reach = SEARCH_SECONDS * self._fps
+        exclude = None if self.options.exclude_seconds is None else self.options.exclude_seconds * self._fps
+        kept = []
+        for a, b in runs:
+            sources = self._sources[a:b][self._has_face[a:b]]
+            if not len(sources):
+                continue
+            allowed = openings.copy()
+            if exclude is not None:  # evaluation: never the real mouth of the moment
+                near = np.abs(self._bank_frames[:, None] - sources[None, :]).min(axis=1) <= exclude
+                allowed[near] = np.nan
+            pick = choose_hold_frame(self._bank_frames, allowed, float(np.median(sources)),
+                                     reach + 0.5 * float(np.ptp(sources)))
+            if pick >= 0:
+                self._hold_bank[a:b] = pick
+                kept.append((a, b))
+        self._hold_weight = hold_weights(frames, kept, int(round(FADE_SECONDS * self._fps)))
+        if kept:
+            logger.info("holding %d pause(s) of the speech on one closed mouth each (%d frames)",
+                        len(kept), sum(b - a for a, b in kept))
 
     def own_shapes(self) -> np.ndarray:
         """(T, P, 2) canonical shapes of the input frames the output shows, as measured (unsmoothed):
@@ -204,6 +240,7 @@ class MotionEngine:
         """Render these (T, P, 2) canonical target shapes; picks each output frame's bank frame.
 
         `prepare` calls it with the predicted shapes; tests and retargeting tools may call it again.
+        Pause holds (`hold_pauses`) belong to the speech `prepare` planned for, so this clears them.
         """
         targets = np.asarray(targets, np.float64)
         self._targets = targets
@@ -226,12 +263,18 @@ class MotionEngine:
         self.chosen_sources = np.full(frames, -1, np.int64)
         self.chosen_sources[chosen >= 0] = bank_frames[chosen[chosen >= 0]]
         self.target_aperture = [float("nan")] * frames
+        self._hold_bank, self._hold_weight = None, None
 
     # -- drawing ---------------------------------------------------------------------------------
-    def target_frame_points(self, output_index: int) -> np.ndarray:
-        """(468, 2) the output frame's target mesh in frame pixels (motion + followers moved)."""
+    def target_frame_points(self, output_index: int, base_frame: int | None = None) -> np.ndarray:
+        """(468, 2) the output frame's target mesh in frame pixels (motion + followers moved).
+
+        The points that are not motion points follow the motion from where they are in
+        ``base_frame`` (default: the frame shown), the frame whose pixels will be warped: a pause's
+        hold frame has its own lip layout, and moving the shown frame's would tear its lips.
+        """
         j = self._sources[output_index]
-        canonical = self._canonical[j].copy()
+        canonical = self._canonical[j if base_frame is None else base_frame].copy()
         motion_ids = list(S.MOTION_POINTS)
         delta = self._targets[output_index] - canonical[motion_ids]
         canonical[motion_ids] = self._targets[output_index]
@@ -246,8 +289,24 @@ class MotionEngine:
         i, j = job.index, job.source_index
         if job.face is None:
             return job.image
+        weight = float(self._hold_weight[i]) if self._hold_weight is not None else 0.0
+        if weight <= 0.0 or self._hold_bank[i] < 0:
+            return self._draw(job, j, job.image, (0, 0))
+        held_frame, patch_ref = self._bank[self._hold_bank[i]]
+        held = self._draw(job, held_frame, self._spool.read(patch_ref), patch_ref.origin)
+        if weight >= 1.0:
+            return held
+        own = self._draw(job, j, job.image, (0, 0))
+        return np.clip(own * (1.0 - weight) + held * weight + 0.5, 0, 255).astype(np.uint8)
+
+    def _draw(self, job: FrameJob, lips_frame: int, lips_image: np.ndarray, lips_origin: tuple[int, int]) -> np.ndarray:
+        """Output frame ``job.index`` with its skin and lips taken from input frame ``lips_frame``
+        (its own frame, or a pause's hold frame), whose pixels ``lips_image`` (a crop whose top-left
+        is frame pixel ``lips_origin``) holds."""
+        i, j = job.index, job.source_index
         frame_points = np.asarray(self._landmarks[j], np.float64)
-        target = self.target_frame_points(i)
+        lips_points = np.asarray(self._landmarks[lips_frame], np.float64)
+        target = self.target_frame_points(i, None if lips_frame == j else lips_frame)
         self.target_aperture[i] = float(mouth_aperture(target[None])[0])
         target_vertices = warp_vertices(target, self._mesh, ring_from=frame_points)
         rect = bounding_rect(np.concatenate([target_vertices, _lower_region(frame_points)]), job.image.shape, 2)
@@ -255,15 +314,17 @@ class MotionEngine:
             return job.image
         x1, y1, x2, y2 = rect
         opening_target = float(S.aperture(self._targets[i][None])[0])
-        opening_own = float(S.aperture(self._shapes[j][None])[0])
-        # 1. Skin and lips: the frame's own pixels, moved onto the target shape.
-        lip_source = closing_lip_source(frame_points, opening_own, opening_target)
-        patch, covered = warp_patch(job.image, (0, 0), warp_vertices(lip_source, self._mesh), target_vertices,
+        opening_own = float(S.aperture(self._shapes[lips_frame][None])[0])
+        # 1. Skin and lips: the frame's own pixels (or the hold frame's), moved onto the target shape.
+        lip_source = closing_lip_source(lips_points, opening_own, opening_target)
+        patch, covered = warp_patch(lips_image, lips_origin, warp_vertices(lip_source, self._mesh), target_vertices,
                                     self._mesh.surface, rect)
-        # 2. The opening: the frame's own when it is open enough (and allowed), else a bank frame's.
-        own_allowed = self.options.exclude_seconds is None and own_interior_fits(opening_own, opening_target)
+        # 2. The opening: the lips frame's own when it is open enough (and allowed), else a bank frame's.
+        # A pause's hold frame keeps its own: a still mouth must not switch interiors.
+        held = lips_frame != j
+        own_allowed = held or (self.options.exclude_seconds is None and own_interior_fits(opening_own, opening_target))
         if own_allowed or self._chosen[i] < 0:
-            source_frame, crop, origin = j, job.image, (0, 0)
+            source_frame, crop, origin = lips_frame, lips_image, lips_origin
         else:
             source_frame, patch_ref = self._bank[self._chosen[i]]
             crop, origin = self._spool.read(patch_ref), patch_ref.origin
@@ -282,7 +343,7 @@ class MotionEngine:
                 inside[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = small_inside
         inner = target[list(S.LIP_INNER)]
         lips = lip_colour(job.image, target[list(S.LIP_OUTER)], inner)
-        if source_frame != j and self.options.color_match:
+        if source_frame != lips_frame and self.options.color_match:
             # Same video, maybe other light: scale the borrowed cavity by the lips' colour ratio.
             theirs = lip_colour(crop, source_points[list(S.LIP_OUTER)] - origin, source_points[list(S.LIP_INNER)] - origin)
             gain = np.clip(lips / np.maximum(theirs, 1.0), 0.8, 1.25)
@@ -299,24 +360,20 @@ class MotionEngine:
         covered = covered | inside
 
         region = job.image[y1:y2, x1:x2]
-        mask = self._mask(target, frame_points, rect, float(self._eye[j])) * covered
+        mask = self._mask(target, frame_points, rect, float(self._eye[j]))
+        # A hold frame's skin meets the frame's own inside the mask: fade it out before the edge.
+        mask = mask * (inner_feather(covered, FEATHER_EYE_UNITS * float(self._eye[j])) if held else covered)
         out = job.image.copy()
-        alpha = mask[..., None].astype(np.float32)
-        base = region.astype(np.float32)
-        mixed = np.clip(base + (patch.astype(np.float32) - base) * alpha + 0.5, 0, 255).astype(np.uint8)
-        out[y1:y2, x1:x2] = np.where(alpha > 0, mixed, region)
+        mask = np.ascontiguousarray(mask, np.float32)
+        # Weights of exactly 0 give the input's pixel back unchanged (identity outside the mask).
+        out[y1:y2, x1:x2] = cv2.blendLinear(np.ascontiguousarray(patch), np.ascontiguousarray(region), mask, 1.0 - mask)
         return out
 
     def _mask(self, target: np.ndarray, frame_points: np.ndarray, rect, eye: float) -> np.ndarray:
         """Soft mask (rect-sized) over the union of the target and input lower faces."""
         x1, y1, x2, y2 = rect
-        h, w = y2 - y1, x2 - x1
-        size = max(h, w)
-        union = np.zeros((h, w), np.float32)
-        for points in (target, frame_points):
-            polygon = np.asarray(points, np.float64)[list(LOWER_FACE_OUTLINE)] - (x1, y1)
-            union = np.maximum(union, feathered_polygon(polygon, size, FEATHER_EYE_UNITS * eye)[:h, :w])
-        return union
+        polygons = [np.asarray(points, np.float64)[list(LOWER_FACE_OUTLINE)] - (x1, y1) for points in (target, frame_points)]
+        return feathered_polygons(polygons, (y2 - y1, x2 - x1), FEATHER_EYE_UNITS * eye)
 
     def close(self) -> None:
         self._spool.close()

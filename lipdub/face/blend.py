@@ -34,13 +34,42 @@ def to_crop(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 def feathered_polygon(polygon: np.ndarray, size: int, width: float) -> np.ndarray:
     """(size, size) float32: 1 inside the polygon, 0 outside, a smoothstep ramp `width` pixels
     wide centred on its outline (signed distance, so exactly 0 beyond width / 2 outside)."""
-    inside = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(inside, [np.round(polygon * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    return feathered_polygons([polygon], (size, size), width)
+
+
+def feathered_polygons(polygons: list[np.ndarray], shape: tuple[int, int], width: float) -> np.ndarray:
+    """(h, w) float32 `feathered_polygon` of the *union* of several polygons: one fill, one pair of
+    distance transforms, however many polygons."""
+    inside = np.zeros(shape, np.uint8)
+    for polygon in polygons:
+        cv2.fillPoly(inside, [np.round(np.asarray(polygon) * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
     if width <= 0:
         return inside.astype(np.float32)
     d_in = cv2.distanceTransform(inside, cv2.DIST_L2, 5)
     d_out = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5)
     t = np.clip(0.5 + (d_in - d_out) / width, 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
+def inner_feather(region: np.ndarray, width: float) -> np.ndarray:
+    """float32 like ``region`` (bool): 0 outside and on its outer edge, rising (smoothstep) to 1 at
+    ``width`` pixels inside. Holes in the region (not connected to the border through uncovered
+    pixels) count as inside: only the outer edge fades.
+
+    Pixels borrowed from another frame must fade out *before* the edge of what they cover, or the
+    edge shows as a line where two slightly different shadings meet; but a hole of a few pixels
+    (the closed mouth's seam between two warped meshes) must not open a wide window onto the
+    frame underneath.
+    """
+    inside = np.pad(np.asarray(region, np.uint8), 1)  # the rect's border counts as outside
+    outside = (1 - inside).astype(np.uint8)
+    reached = np.zeros((outside.shape[0] + 2, outside.shape[1] + 2), np.uint8)
+    cv2.floodFill(outside, reached, (0, 0), 2, flags=4)
+    filled = (outside != 2).astype(np.uint8)  # region plus its holes
+    if width <= 0:
+        return filled[1:-1, 1:-1].astype(np.float32)
+    distance = cv2.distanceTransform(filled, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    t = np.clip(distance / width, 0.0, 1.0)
     return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
 
 

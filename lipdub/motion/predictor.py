@@ -132,6 +132,13 @@ class MotionPredictor:
         gate = speech_gate(frame_loudness(raw, frames, fps))
         return (motion * gate[:, None]).reshape(frames, len(MOTION_POINTS), 2)
 
+    def gate(self, samples: np.ndarray, frames: int, fps: float) -> np.ndarray:
+        """(frames,) the speech gate `predict` applies: 0 where the speech pauses, 1 where it speaks."""
+        samples = np.asarray(samples, np.float32)
+        if samples.size == 0 or frames <= 0:
+            return np.zeros(max(0, frames))
+        return speech_gate(frame_loudness(melspectrogram(samples, MEL), frames, fps))
+
 
 def member_from_state(state: dict) -> MotionMember:
     """A `MotionMember` from a training checkpoint's (or an ensemble entry's) dict."""

@@ -20,18 +20,28 @@ RASTER_SHIFT = 4
 def triangle_affines(source: np.ndarray, target: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """(F, 2, 3) affines mapping each triangle's target corners onto its source corners.
 
+    Closed form per triangle (no batched 3x3 inverse): with edge matrices T = [t1 - t0, t2 - t0]
+    and S = [s1 - s0, s2 - s0], the linear part is S T^-1 and the offset s0 - S T^-1 t0.
     Degenerate target triangles (zero area) get NaN: no output pixel can fall in them.
     """
     source = np.asarray(source, np.float64)
     target = np.asarray(target, np.float64)
     tri = np.asarray(triangles, np.int64)
-    d = np.concatenate([target[tri].transpose(0, 2, 1), np.ones((len(tri), 1, 3))], axis=1)  # (F, 3, 3)
-    s = source[tri].transpose(0, 2, 1)  # (F, 2, 3)
-    det = np.linalg.det(d)
+    t0, s0 = target[tri[:, 0]], source[tri[:, 0]]
+    te1, te2 = target[tri[:, 1]] - t0, target[tri[:, 2]] - t0
+    se1, se2 = source[tri[:, 1]] - s0, source[tri[:, 2]] - s0
+    det = te1[:, 0] * te2[:, 1] - te2[:, 0] * te1[:, 1]
     good = np.abs(det) > 1e-9
     out = np.full((len(tri), 2, 3), np.nan)
     if good.any():
-        out[good] = s[good] @ np.linalg.inv(d[good])
+        d = det[good]
+        # T^-1 = [[te2y, -te2x], [-te1y, te1x]] / det
+        inv = np.stack([np.stack([te2[good, 1], -te2[good, 0]], -1),
+                        np.stack([-te1[good, 1], te1[good, 0]], -1)], 1) / d[:, None, None]
+        edges = np.stack([se1[good], se2[good]], -1)  # (G, 2, 2): columns are the source edges
+        linear = edges @ inv
+        out[good, :, :2] = linear
+        out[good, :, 2] = s0[good] - np.einsum("gij,gj->gi", linear, t0[good])
     return out
 
 
@@ -63,10 +73,11 @@ def piecewise_affine_maps(source: np.ndarray, target: np.ndarray, triangles: np.
     covered = ids >= 0
     if bad.any():
         covered &= ~bad[np.maximum(ids, 0)]
-    ys, xs = np.mgrid[y1:y2, x1:x2].astype(np.float32)
-    map_x, map_y = xs.copy(), ys.copy()
-    a = affines[ids[covered]].astype(np.float32)
-    px, py = xs[covered], ys[covered]
+    h, w = ids.shape
+    map_x = np.repeat(np.arange(x1, x2, dtype=np.float32)[None, :], h, axis=0)
+    map_y = np.repeat(np.arange(y1, y2, dtype=np.float32)[:, None], w, axis=1)
+    a = affines.astype(np.float32)[ids[covered]]
+    px, py = map_x[covered], map_y[covered]
     map_x[covered] = a[:, 0, 0] * px + a[:, 0, 1] * py + a[:, 0, 2]
     map_y[covered] = a[:, 1, 0] * px + a[:, 1, 1] * py + a[:, 1, 2]
     return map_x, map_y, covered

@@ -1,0 +1,77 @@
+"""Pause hold: through a pause in the speech, every frame shows one real closed mouth.
+
+Warping each input frame's lips shut gives the right *shape* in a pause, but the input speaker
+keeps talking underneath: their lips change thickness, the closing warp leaves a faint dark seam
+where the cavity was, and the re-measured mouth follows the input's words at a small amplitude
+(measured on woman_seated_vertical with a spliced 2.5 s pause: target pause ratio 0.30, output
+1.37, input 0.91). A real speaker in a pause shows one resting mouth. So inside a pause the skin,
+lips and opening come from a single *hold frame* — the most closed input frame near the pause,
+from the mouth bank — warped onto each frame's (still) target, and the frame's own pixels fade
+back in over `FADE_SECONDS` at either end, where the mouth is already closed in both.
+
+Pure functions here; the motion engine applies them (`lipdub.engines.motion`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: The speech gate is "shut" below this (`lipdub.motion.predictor.speech_gate`, 0..1).
+GATE_SHUT_BELOW = 0.05
+#: Only pauses at least this long are held: a short gap between words is articulation.
+MIN_HOLD_SECONDS = 0.4
+#: Cross-fade between the frame's own pixels and the hold frame at each end of a pause.
+FADE_SECONDS = 0.12
+#: Hold frames are looked for this far (seconds of input) around the pause's own input frames.
+SEARCH_SECONDS = 1.0
+
+
+def pause_runs(gate: np.ndarray, fps: float, min_seconds: float = MIN_HOLD_SECONDS,
+               shut_below: float = GATE_SHUT_BELOW) -> list[tuple[int, int]]:
+    """[(start, stop)) runs of output frames where the gate is shut for at least ``min_seconds``."""
+    shut = np.asarray(gate, np.float64) < shut_below
+    if shut.size == 0:
+        return []
+    edges = np.flatnonzero(np.diff(shut.astype(np.int8))) + 1
+    starts = np.concatenate([[0], edges])
+    stops = np.concatenate([edges, [shut.size]])
+    shortest = max(1, int(round(min_seconds * fps)))
+    return [(int(a), int(b)) for a, b in zip(starts, stops) if shut[a] and b - a >= shortest]
+
+
+def hold_weights(frames: int, runs: list[tuple[int, int]], fade_frames: int) -> np.ndarray:
+    """(frames,) 0..1: how much of each output frame comes from its pause's hold frame.
+
+    1 inside a run, ramping linearly from 0 over ``fade_frames`` at each end (a run shorter than two
+    fades peaks below 1), 0 outside every run.
+    """
+    weights = np.zeros(frames)
+    for a, b in runs:
+        k = np.arange(a, b)
+        if fade_frames <= 0:
+            ramp = np.ones(len(k))
+        else:
+            ramp = np.minimum(np.minimum(k - a + 1, b - k) / (fade_frames + 1), 1.0)
+        weights[a:b] = np.maximum(weights[a:b], ramp)
+    return weights
+
+
+def choose_hold_frame(candidates: np.ndarray, openings: np.ndarray, centre: float,
+                      reach: float, tie_break: float = 0.002) -> int:
+    """Index into ``candidates`` (input frame numbers) of the hold frame for a pause near ``centre``.
+
+    The most closed mouth (``openings``, eye units, NaN = no face) among candidates within
+    ``reach`` frames of ``centre``, nearer ones winning ties (``tie_break`` eye units per ``reach``);
+    when none is within reach, the nearest candidate with a face. -1 when no candidate has a face.
+    """
+    candidates = np.asarray(candidates, np.float64)
+    openings = np.asarray(openings, np.float64)
+    valid = np.isfinite(openings)
+    if not valid.any():
+        return -1
+    distance = np.abs(candidates - centre)
+    near = valid & (distance <= reach)
+    if not near.any():
+        return int(np.argmin(np.where(valid, distance, np.inf)))
+    cost = openings + tie_break * distance / max(reach, 1.0)
+    return int(np.argmin(np.where(near, cost, np.inf)))

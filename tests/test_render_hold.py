@@ -1,0 +1,35 @@
+"""Pause hold: which output frames are held, how much, and on which input frame."""
+
+import numpy as np
+
+from lipdub.render.hold import choose_hold_frame, hold_weights, pause_runs
+
+
+def test_pause_runs_keep_only_long_shut_stretches():
+    gate = np.array([1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0], float)
+    # at 10 fps, 0.4 s = 4 frames: the 5-frame and the final 4-frame stretches, not the 2-frame gap
+    assert pause_runs(gate, fps=10) == [(2, 7), (11, 15)]
+    assert pause_runs(np.ones(20), fps=25) == []
+    assert pause_runs(np.zeros(0), fps=25) == []
+    assert pause_runs(np.full(30, 0.04), fps=25) == [(0, 30)]
+
+
+def test_hold_weights_ramp_in_and_out():
+    weights = hold_weights(12, [(2, 10)], fade_frames=2)
+    np.testing.assert_allclose(weights, [0, 0, 1 / 3, 2 / 3, 1, 1, 1, 1, 2 / 3, 1 / 3, 0, 0])
+    np.testing.assert_allclose(hold_weights(5, [(1, 4)], fade_frames=0), [0, 1, 1, 1, 0])
+    short = hold_weights(6, [(1, 4)], fade_frames=5)
+    assert short.max() < 1 and short[0] == 0 and short[4] == 0
+
+
+def test_hold_frame_is_the_most_closed_within_reach():
+    frames = np.array([0, 10, 20, 30, 40, 200])
+    openings = np.array([0.01, 0.20, 0.05, np.nan, 0.02, 0.0])
+    # within 15 frames of 20: frames 10 (0.20), 20 (0.05) and 30 (no face); 0 and 40 are out of reach
+    assert choose_hold_frame(frames, openings, centre=20, reach=15) == 2
+    assert choose_hold_frame(frames, openings, centre=20, reach=50) == 0
+    # equally closed: the nearer one
+    assert choose_hold_frame(np.array([0, 30]), np.array([0.01, 0.01]), centre=20, reach=30) == 1
+    # nothing within reach: the nearest with a face (frame 30 has none)
+    assert choose_hold_frame(frames, openings, centre=31, reach=2) == 4
+    assert choose_hold_frame(frames[:1], np.array([np.nan]), centre=0, reach=5) == -1
