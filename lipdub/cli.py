@@ -329,10 +329,10 @@ def personalize(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace PROFILE if it exists."),
 ) -> None:
     """Fine-tune to one speaker's own video (trained on its first 70 %, scored on the rest): a profile for `sync --profile`."""
-    import shutil
     import tempfile
 
     _configure_logging(False, False, progress_log=True)
+    from lipdub.fileio import publish_directory
     from lipdub.train.preprocess import PreprocessConfig, preprocess as run_preprocess
 
     if engine not in ("motion", "generator"):
@@ -352,9 +352,7 @@ def personalize(
             summary = _personalize_motion(clip_dir, base, staging, steps or 150, video)
         else:
             summary = _personalize_generator(clip_dir, base, staging, steps or 300, video)
-        if profile.exists():
-            shutil.rmtree(profile)
-        shutil.copytree(staging, profile)
+        publish_directory(staging, profile, overwrite=True)  # never half a profile
     typer.echo(f"wrote {profile}; held-out last 30%: {summary}")
 
 
