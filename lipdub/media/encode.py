@@ -5,8 +5,8 @@ Design points, each one a way a lip-sync output goes wrong otherwise:
 - **Atomic output.** Frames go to an unnamed file in the target's directory (`lipdub.fileio.AtomicFile`:
   Linux ``O_TMPFILE``, else a hidden ``.name.<random>.tmp`` beside it) that gets its name only
   when `close` succeeds, with the user's umask mode (0644 under 022), not mkstemp's 0600. A
-  crash, Ctrl-C, exception, or even SIGKILL inside ``with VideoWriter(...)`` leaves no file
-  behind and any existing target as it was. The output directory is checked (by creating that
+  crash, Ctrl-C or exception inside ``with VideoWriter(...)`` leaves no file behind and any
+  existing target as it was; with ``O_TMPFILE`` so does SIGKILL. The output directory is checked (by creating that
   file) in ``__init__``, before the caller spends minutes generating frames.
 - **Audio/video sync.** Video pts are frame numbers in a 1/fps time base and audio pts are
   sample numbers from 0, so both start at time 0. FFmpeg's AAC encoder prepends 1024 priming
