@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -329,10 +330,10 @@ def personalize(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace PROFILE if it exists."),
 ) -> None:
     """Fine-tune to one speaker's own video (trained on its first 70 %, scored on the rest): a profile for `sync --profile`."""
-    import shutil
     import tempfile
 
     _configure_logging(False, False, progress_log=True)
+    from lipdub.fileio import publish_directory
     from lipdub.train.preprocess import PreprocessConfig, preprocess as run_preprocess
 
     if engine not in ("motion", "generator"):
@@ -352,9 +353,7 @@ def personalize(
             summary = _personalize_motion(clip_dir, base, staging, steps or 150, video)
         else:
             summary = _personalize_generator(clip_dir, base, staging, steps or 300, video)
-        if profile.exists():
-            shutil.rmtree(profile)
-        shutil.copytree(staging, profile)
+        publish_directory(staging, profile, overwrite=True)  # never half a profile
     typer.echo(f"wrote {profile}; held-out last 30%: {summary}")
 
 
@@ -583,10 +582,37 @@ def _native_stderr_filtered(drop: re.Pattern = NATIVE_CHATTER):
         real_stderr.close()
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``with`` / ``finally`` runs on the way out."""
+
+
+@contextlib.contextmanager
+def _terminate_as_exception():
+    """Turn SIGTERM into `_Terminated` while the CLI runs.
+
+    By default SIGTERM ends the process on the spot, like SIGKILL: unnamed output files vanish
+    with it (`lipdub.fileio`), but a named fallback temporary would stay. Raising instead lets the
+    writers discard their files, the spools close and the one-line message print; SIGKILL needs
+    none of this, because nothing lipdub writes has a name before it is complete.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user-facing failures into one line and exit code 1."""
     code = 0
-    with _native_stderr_filtered() as real_stderr:
+    with _native_stderr_filtered() as real_stderr, _terminate_as_exception():
         stderr.file = real_stderr
         try:
             app(args=argv)  # standalone mode: usage errors print their own message and exit 2
@@ -596,6 +622,9 @@ def main(argv: list[str] | None = None) -> None:
         except KeyboardInterrupt:
             stderr.print("lipdub: interrupted")
             code = 130
+        except _Terminated:
+            stderr.print("lipdub: terminated (unfinished output discarded)")
+            code = 143
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
             if isinstance(exit_.code, str):

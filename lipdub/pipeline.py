@@ -28,7 +28,7 @@ import numpy as np
 
 from lipdub.errors import LipdubError
 from lipdub.media.prefetch import BackgroundWriter, prefetched
-from lipdub.timeline import LengthMode, Timeline, fit_audio, frames_for_duration, plan_timeline
+from lipdub.timeline import LengthMode, Timeline, fit_audio, fit_audio_stream, frames_for_duration, plan_timeline
 
 logger = logging.getLogger(__name__)
 
@@ -335,7 +335,7 @@ def sync(
 def _run(engine, face_path: Path, audio_path: Path, output_path: Path, options: SyncOptions,
          progress: ProgressCallback | None) -> SyncResult:
     from lipdub.engines.base import FrameJob, RenderPlan
-    from lipdub.media.audio import is_silent, load_audio
+    from lipdub.media.audio import is_silent, iter_audio, load_audio
     from lipdub.media.decode import probe_video
     from lipdub.media.encode import VideoWriter
 
@@ -354,9 +354,12 @@ def _run(engine, face_path: Path, audio_path: Path, output_path: Path, options: 
         face_path, info.width, info.height, fps, len(faces), len(speech) / rate,
         timeline.output_frames, timeline.mode.value, engine.name,
     )
-    # The speech as it will be heard: trimmed or padded exactly like the muxed track.
+    # The speech as it will be heard: trimmed or padded exactly like the muxed track. The engine
+    # gets it whole at its own rate (4 bytes a sample at 16 kHz); the muxed track is decoded again
+    # at the output rate while the video is encoded, a piece at a time, so it is never all in memory.
     speech = fit_audio(speech, rate, timeline.output_frames, fps)
-    muxed = fit_audio(load_audio(audio_path, sample_rate=OUTPUT_SAMPLE_RATE), OUTPUT_SAMPLE_RATE, timeline.output_frames, fps)
+    muxed = fit_audio_stream(iter_audio(audio_path, sample_rate=OUTPUT_SAMPLE_RATE), OUTPUT_SAMPLE_RATE,
+                             timeline.output_frames, fps)
     start = time.perf_counter()
     engine.prepare(RenderPlan(fps, timeline, faces, speech, info.is_photo, (info.height, info.width)))
     clock.add("plan", start)

@@ -17,6 +17,7 @@ Everything here is a pure function of frame counts, so it is tested exactly.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,11 +96,44 @@ def plan_timeline(source_frames: int, audio_frames: int, mode: LengthMode, is_ph
     return Timeline(mode, source_frames, output)
 
 
+def fitted_length(sample_rate: int, output_frames: int, fps: float) -> int:
+    """Samples in a track that lasts exactly ``output_frames / fps`` seconds (what `fit_audio` makes)."""
+    return int(round(output_frames * sample_rate / fps))
+
+
 def fit_audio(samples: np.ndarray, sample_rate: int, output_frames: int, fps: float) -> np.ndarray:
     """Trim or pad (with silence) ``samples`` to last exactly ``output_frames / fps`` seconds."""
-    target = int(round(output_frames * sample_rate / fps))
+    target = fitted_length(sample_rate, output_frames, fps)
     if len(samples) >= target:
         return samples[:target]
     padded = np.zeros(target, dtype=samples.dtype)
     padded[: len(samples)] = samples
     return padded
+
+
+def fit_audio_stream(pieces: Iterable[np.ndarray], sample_rate: int, output_frames: int, fps: float,
+                     pad_piece: int = 48000) -> Iterator[np.ndarray]:
+    """`fit_audio` on a stream of pieces: the same samples, never more than one piece in memory.
+
+    Stops reading ``pieces`` (and closes it, so a decoder behind it is released) once the target
+    length is reached; pads with silence in pieces of at most ``pad_piece`` samples if it ends early.
+    """
+    target = fitted_length(sample_rate, output_frames, fps)
+    sent = 0
+    iterator = iter(pieces)
+    try:
+        for piece in iterator:
+            piece = piece[: target - sent]
+            sent += len(piece)
+            if len(piece):
+                yield piece
+            if sent >= target:
+                break
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+    while sent < target:
+        size = min(pad_piece, target - sent)
+        sent += size
+        yield np.zeros(size, dtype=np.float32)

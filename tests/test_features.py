@@ -202,3 +202,20 @@ def test_short_spectrogram_is_padded_with_silence():
     wins = mel_windows(mel, np.array([0, 3]), fps=25.0)
     assert wins.shape == (2, 80, 16)
     assert np.all(wins[:, :, :10] == 0.0) and np.all(wins[:, :, 10:] == -4.0)
+
+
+@pytest.mark.parametrize("n", [300, 401, 16000, 4096 * 200 + 7])
+def test_blockwise_melspectrogram_equals_the_whole_signal_recipe(n):
+    # The spectrogram is computed block by block (flat memory for long speech); it must equal the
+    # recipe applied to the whole signal at once: pre-emphasis, reflect pad, STFT, mel, dB.
+    from lipdub.media.features import (
+        amplitude_to_db, hann_window, mel_filterbank, melspectrogram, normalize_db, preemphasis,
+    )
+
+    config = MelConfig()
+    samples = (0.3 * np.random.default_rng(n).standard_normal(n)).astype(np.float32)
+    padded = np.pad(preemphasis(samples, config.preemphasis), config.n_fft // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft)[:: config.hop_length][: 1 + n // config.hop_length]
+    magnitude = np.abs(np.fft.rfft(frames * hann_window(config.n_fft), axis=1)).T
+    expected = normalize_db(amplitude_to_db(mel_filterbank(config) @ magnitude, config), config).astype(np.float32)
+    np.testing.assert_allclose(melspectrogram(samples, config), expected, rtol=0, atol=1e-5)

@@ -171,3 +171,38 @@ def test_real_files(shared, name, duration):
 def test_real_file_at_another_rate(shared):
     samples = load_audio(shared("data/audio/english_male_1.wav"), sample_rate=22050)
     assert audio_duration(samples, 22050) == pytest.approx(5.0, abs=0.06)
+
+
+# ------------------------------------------------------------------------------------------------
+# Streaming
+
+
+def test_iter_audio_streams_in_small_pieces_with_flat_memory(tmp_path):
+    # 60 s of 44.1 kHz stereo read at 48 kHz: load_audio holds 11 MiB, the stream a frame or so.
+    import tracemalloc
+    import wave
+
+    from lipdub.media.audio import iter_audio
+
+    rate, seconds = 44100, 60
+    t = np.arange(rate * seconds) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2")
+    path = tmp_path / "long.wav"
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(2)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(np.repeat(tone, 2).tobytes())
+    del t, tone
+    whole = load_audio(path, 48000)
+    tracemalloc.start()
+    total, largest = 0, 0
+    for piece in iter_audio(path, 48000):
+        assert piece.dtype == np.float32
+        total += piece.size
+        largest = max(largest, piece.size)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert total == whole.size == 48000 * seconds
+    assert largest <= 48000  # at most a second at once (in practice one decoded frame)
+    assert peak < whole.nbytes / 20

@@ -1,5 +1,7 @@
 """Encoding: audio/video sync to the millisecond, lengths, odd sizes, atomic publishing."""
 
+import os
+import stat
 from fractions import Fraction
 
 import av
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 
 from lipdub.errors import LipdubError
+from lipdub.fileio import AtomicFile
 from lipdub.media.audio import load_audio
 from lipdub.media.decode import iter_frames, probe_video
 from lipdub.media.encode import (
@@ -117,8 +120,7 @@ def test_packets_reach_the_disk_while_writing(tmp_path):
     with VideoWriter(path, 192, 192, 25, audio=np.zeros(4 * SR, np.float32)) as writer:
         for i in range(75):
             writer.write(noise[i % 4])
-        (temp,) = [p for p in tmp_path.iterdir() if p.name.startswith(".flat.mp4.")]
-        written = temp.stat().st_size
+        written = writer.bytes_on_disk
     # x264 holds back a few dozen frames (lookahead, threads); the rest must be on disk.
     assert written > 0.3 * path.stat().st_size
     with av.open(str(path)) as container:
@@ -173,9 +175,54 @@ def test_exception_inside_with_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         with VideoWriter(path, 32, 32, 25, audio=np.zeros(8000, np.float32)) as writer:
             writer.write(np.zeros((32, 32, 3), np.uint8))
+            assert leftovers(tmp_path) == []  # unnamed until published (O_TMPFILE)
+            raise RuntimeError("boom")
+    assert leftovers(tmp_path) == []
+
+
+def test_without_o_tmpfile_a_hidden_temporary_is_cleaned_up(tmp_path, monkeypatch):
+    monkeypatch.setattr(AtomicFile, "_open_unnamed", staticmethod(lambda directory: None))
+    path = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="boom"):
+        with VideoWriter(path, 32, 32, 25, audio=np.zeros(8000, np.float32)) as writer:
+            writer.write(np.zeros((32, 32, 3), np.uint8))
             assert len(leftovers(tmp_path)) == 1 and leftovers(tmp_path)[0].startswith(".out.mp4.")
             raise RuntimeError("boom")
     assert leftovers(tmp_path) == []
+    with VideoWriter(path, 32, 32, 25) as writer:
+        writer.write(np.zeros((32, 32, 3), np.uint8))
+    assert leftovers(tmp_path) == ["out.mp4"] and path.read_bytes()[4:8] == b"ftyp"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_published_video_follows_the_umask(tmp_path, monkeypatch, umask, unnamed):
+    if not unnamed:
+        monkeypatch.setattr(AtomicFile, "_open_unnamed", staticmethod(lambda directory: None))
+    path = tmp_path / "out.mp4"
+    old = os.umask(umask)
+    try:
+        with VideoWriter(path, 32, 32, 25) as writer:
+            writer.write(np.zeros((32, 32, 3), np.uint8))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_streamed_audio_is_muxed_like_an_array(tmp_path):
+    # The same samples given as one array and as uneven pieces make the same audio track.
+    rng = np.random.default_rng(3)
+    audio = (0.3 * rng.standard_normal(3 * SR + 123)).astype(np.float32)
+    cuts = [0, 1, 700, 5000, 5001, 30000, len(audio)]
+    pieces = (audio[a:b] for a, b in zip(cuts, cuts[1:]))
+    outputs = []
+    for name, source in (("array.mp4", audio), ("stream.mp4", pieces)):
+        with VideoWriter(tmp_path / name, 32, 32, 25, audio=source, sample_rate=SR) as writer:
+            for _ in range(75):
+                writer.write(np.zeros((32, 32, 3), np.uint8))
+        outputs.append(load_audio(tmp_path / name, SR))
+    assert len(outputs[0]) == len(outputs[1]) >= len(audio)  # the track is not cut at the video's end
+    assert np.array_equal(outputs[0], outputs[1])
 
 
 def test_abort_keeps_existing_target(tmp_path):

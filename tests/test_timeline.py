@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lipdub.timeline import LengthMode, fit_audio, frames_for_duration, plan_timeline, source_index
+from lipdub.timeline import LengthMode, fit_audio, fit_audio_stream, frames_for_duration, plan_timeline, source_index
 
 
 def indices(n_out, n_src, mode):
@@ -73,3 +73,26 @@ def test_fit_audio_pads_with_silence_and_trims():
     assert padded[:1000].sum() == 1000 and not padded[1000:].any()
     trimmed = fit_audio(samples, 16000, 1, 25.0)  # 40 ms
     assert len(trimmed) == 640
+
+
+@pytest.mark.parametrize("frames", [1, 25, 50, 80])
+def test_fit_audio_stream_matches_fit_audio(frames):
+    # 1.5 s in uneven pieces, fitted to 40 ms (cut mid-piece), 1 s, 2 s and 3.2 s (padded).
+    samples = np.arange(1, 24001, dtype=np.float32)
+    cuts = [0, 7, 1000, 1001, 16000, 24000]
+    pieces = [samples[a:b] for a, b in zip(cuts, cuts[1:])]
+    streamed = list(fit_audio_stream(iter(pieces), 16000, frames, 25.0, pad_piece=5000))
+    assert np.array_equal(np.concatenate(streamed), fit_audio(samples, 16000, frames, 25.0))
+    assert max(len(p) for p in streamed) <= 15000  # never more than one source piece at once
+
+
+def test_fit_audio_stream_stops_reading_once_long_enough():
+    read = []
+
+    def source():
+        for i in range(100):
+            read.append(i)
+            yield np.ones(1600, np.float32)
+
+    out = np.concatenate(list(fit_audio_stream(source(), 16000, 1, 25.0)))  # 640 samples
+    assert len(out) == 640 and read == [0]

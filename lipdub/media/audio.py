@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -126,7 +127,24 @@ def load_audio(path: Path | str, sample_rate: int = 16000) -> np.ndarray:
 
     Sample ``k`` is at time ``k / sample_rate`` after the first video frame (see the module
     docstring). Values are in [-1, 1]. Raises `LipdubError` for a missing or unreadable file,
-    a file without an audio stream, or one that decodes to no samples.
+    a file without an audio stream, or one that decodes to no samples. The whole track in
+    memory (4 bytes a sample); `iter_audio` gives the same samples a piece at a time.
+    """
+    return np.concatenate(list(iter_audio(path, sample_rate)))
+
+
+#: Longest run of silence `iter_audio` yields at once when it pads the start (1 s at 48 kHz).
+_PAD_PIECE = 48000
+
+
+def iter_audio(path: Path | str, sample_rate: int = 16000) -> Iterator[np.ndarray]:
+    """The samples of `load_audio`, in order, as float32 pieces of a decoded frame or so each.
+
+    Exactly the same timeline (start offset padded or trimmed, MP4 end padding dropped, resampler
+    flushed, values clipped to [-1, 1]), so concatenating the pieces gives `load_audio`'s array;
+    memory stays at one decoded frame whatever the length, which is what lets the muxer stream a
+    one-hour track. The same `LipdubError`s are raised, the ones about the content (no samples,
+    nothing after the video's start) only once the whole stream is read.
     """
     path = Path(path)
     with _open(path) as container:
@@ -134,35 +152,81 @@ def load_audio(path: Path | str, sample_rate: int = 16000) -> np.ndarray:
             raise LipdubError(f"{path}: has no audio stream")
         stream = container.streams.audio[0]
         origin = _origin(container, stream)
+        shaper = _Shaper()
         resampler: av.AudioResampler | None = None
-        chunks: list[np.ndarray] = []
-        first_time: Fraction | None = None
+        decoded = 0
         try:
             for frame in container.decode(stream):
-                if first_time is None and frame.pts is not None:
-                    first_time = frame.pts * frame.time_base
+                if not shaper.started and frame.pts is not None:
+                    yield from shaper.start(frame.pts * frame.time_base - origin, sample_rate,
+                                            _stated_end(container, stream, origin))
                 if resampler is None:
                     resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=sample_rate)
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+                    piece = out.to_ndarray().mean(axis=0, dtype=np.float32)
+                    decoded += piece.size
+                    yield from shaper.feed(piece)
         except av.FFmpegError as exc:
-            if not chunks:
+            if not decoded:
                 raise LipdubError(f"{path}: cannot decode audio ({error_reason(exc)})") from None
             logger.warning("%s: audio decoding stopped early (%s); keeping what came before", path, error_reason(exc))
         if resampler is not None:
             for out in resampler.resample(None):  # flush: the resampler holds back its last samples
-                chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-    if samples.size == 0:
+                piece = out.to_ndarray().mean(axis=0, dtype=np.float32)
+                decoded += piece.size
+                yield from shaper.feed(piece)
+        yield from shaper.finish()
+    if decoded == 0:
         raise LipdubError(f"{path}: audio stream has no samples")
-    if first_time is not None:
-        offset = round((first_time - origin) * sample_rate)
-        if offset:
-            logger.debug("%s: audio starts %d samples after the video; aligning", path, offset)
-        samples = align_start(samples, offset)
-        end = _stated_end(container, stream, origin)
-        if end is not None and 0 < round(end * sample_rate) < samples.size:
-            samples = samples[: round(end * sample_rate)]  # drop the encoder's end padding
-    if samples.size == 0:
+    if shaper.emitted == 0:
         raise LipdubError(f"{path}: audio ends before the video starts")
-    return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+class _Shaper:
+    """Applies the start offset and the stated end to decoded pieces as they come.
+
+    Until the first timestamped frame is seen the pieces are held (`load_audio` aligns on the
+    first frame that has a timestamp); a stream without any timestamp is passed through as is.
+    """
+
+    def __init__(self) -> None:
+        self.started = False
+        self.emitted = 0
+        self._held: list[np.ndarray] = []
+        self._skip = 0
+        self._limit: int | None = None
+
+    def start(self, first_time: Fraction, sample_rate: int, end: Fraction | None) -> Iterator[np.ndarray]:
+        self.started = True
+        offset = round(first_time * sample_rate)
+        if offset:
+            logger.debug("audio starts %d samples after the video; aligning", offset)
+        self._skip = max(0, -offset)
+        if end is not None and round(end * sample_rate) > 0:
+            self._limit = round(end * sample_rate)  # drop the encoder's end padding
+        held, self._held = self._held, []
+        for begin in range(0, max(0, offset), _PAD_PIECE):
+            yield from self._emit(np.zeros(min(_PAD_PIECE, offset - begin), np.float32))
+        for piece in held:
+            yield from self.feed(piece)
+
+    def feed(self, piece: np.ndarray) -> Iterator[np.ndarray]:
+        if not self.started:
+            self._held.append(piece)
+            return
+        if self._skip:
+            dropped = min(self._skip, piece.size)
+            piece, self._skip = piece[dropped:], self._skip - dropped
+        yield from self._emit(piece)
+
+    def finish(self) -> Iterator[np.ndarray]:
+        for piece in self._held:  # no frame had a timestamp: nothing to align on
+            yield from self._emit(piece)
+        self._held = []
+
+    def _emit(self, piece: np.ndarray) -> Iterator[np.ndarray]:
+        if self._limit is not None:
+            piece = piece[: max(0, self._limit - self.emitted)]
+        if piece.size:
+            self.emitted += piece.size
+            yield np.clip(piece, -1.0, 1.0).astype(np.float32, copy=False)

@@ -2,12 +2,12 @@
 
 Design points, each one a way a lip-sync output goes wrong otherwise:
 
-- **Atomic output.** Frames go to a hidden temporary file beside the target
-  (``.name.<random>.tmp.mp4``, same directory so the final `os.replace` is a rename on one
-  filesystem) and the target appears only when `close` succeeds. A crash, Ctrl-C or exception
-  inside ``with VideoWriter(...)`` removes the temporary file and leaves any existing target as
-  it was. The output directory is checked (by creating that temporary file) in ``__init__``,
-  before the caller spends minutes generating frames.
+- **Atomic output.** Frames go to an unnamed file in the target's directory (`lipdub.fileio.AtomicFile`:
+  Linux ``O_TMPFILE``, else a hidden ``.name.<random>.tmp`` beside it) that gets its name only
+  when `close` succeeds, with the user's umask mode (0644 under 022), not mkstemp's 0600. A
+  crash, Ctrl-C or exception inside ``with VideoWriter(...)`` leaves no file behind and any
+  existing target as it was; with ``O_TMPFILE`` so does SIGKILL. The output directory is checked (by creating that
+  file) in ``__init__``, before the caller spends minutes generating frames.
 - **Audio/video sync.** Video pts are frame numbers in a 1/fps time base and audio pts are
   sample numbers from 0, so both start at time 0. FFmpeg's AAC encoder prepends 1024 priming
   samples and shifts its packet timestamps back by them; the MP4 muxer records that shift in an
@@ -16,6 +16,9 @@ Design points, each one a way a lip-sync output goes wrong otherwise:
   round trip is tested to within 1 ms.
 - **Flat memory.** Audio is fed to the encoder in step with the video (up to the end of each
   written frame), so the muxer interleaves both and nothing accumulates whatever the length.
+  The audio may be an array or an iterable of pieces (`lipdub.media.audio.iter_audio` through
+  `lipdub.timeline.fit_audio_stream`), read only as far as the video has got: a one-hour track
+  is never in memory.
 - **Odd sizes.** yuv420p (what every player decodes) stores colour at half resolution, so
   libx264 needs even width and height. An odd-sized frame is padded by repeating its last
   column and/or row; the file is then at most one pixel wider/taller than asked. Even sizes
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,6 +37,7 @@ import av
 import numpy as np
 
 from lipdub.errors import LipdubError
+from lipdub.fileio import AtomicFile
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +95,7 @@ class VideoWriter:
         width: int,
         height: int,
         fps: float,
-        audio: np.ndarray | None = None,
+        audio: np.ndarray | Iterable[np.ndarray] | None = None,
         sample_rate: int = 16000,
         crf: int = 18,
         preset: str = "veryfast",
@@ -106,15 +110,20 @@ class VideoWriter:
         self._closed = False
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
-        self._audio = None if audio is None else _as_mono_float(audio)
+        self._audio = None if audio is None else _AudioFeed(audio)
         self._audio_sent = 0
 
-        self._check_target(overwrite)
-        self._tmp = self._make_temp()
+        try:
+            self._check_target(overwrite)
+            self._file = self._make_temp(overwrite)
+        except BaseException:
+            if self._audio is not None:
+                self._audio.close()
+            raise
         try:
             self._open(crf, preset)
         except BaseException:
-            self._remove_temp()
+            self._discard()
             raise
 
     # -- setup --------------------------------------------------------------------------------
@@ -130,16 +139,16 @@ class VideoWriter:
         if self.path.exists() and not overwrite:
             raise LipdubError(f"{self.path}: already exists (use overwrite to replace it)")
 
-    def _make_temp(self) -> Path:
+    def _make_temp(self, overwrite: bool) -> AtomicFile:
         try:
-            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp.mp4", dir=self.path.parent)
+            return AtomicFile(self.path, overwrite=overwrite)
         except OSError as exc:
             raise LipdubError(f"{self.path}: cannot write to {self.path.parent} ({exc.strerror})") from None
-        os.close(fd)
-        return Path(name)
 
     def _open(self, crf: int, preset: str) -> None:
-        self._container = av.open(str(self._tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
+        # FFmpeg opens by name (and reopens the file to move the index up front for +faststart);
+        # the name of an unnamed file is /proc/self/fd/N.
+        self._container = av.open(self._file.path, mode="w", format="mp4", options={"movflags": "+faststart"})
         coded_w, coded_h = even_size(self.width, self.height)
         video = self._container.add_stream("libx264", rate=self.rate)
         video.width = coded_w
@@ -173,19 +182,27 @@ class VideoWriter:
         if self._audio is not None:
             self._send_audio(audio_samples_until(self.frames_written, self.rate, self.sample_rate))
 
-    def _send_audio(self, until: int, final: bool = False) -> None:
-        """Encode audio samples up to ``until`` in whole AAC frames (a partial one only if final)."""
+    def _send_audio(self, until: int | None, final: bool = False) -> None:
+        """Encode audio samples up to ``until`` (None: all) in whole AAC frames (a partial one only if final)."""
         assert self._audio is not None and self._audio_stream is not None
-        until = min(until, len(self._audio))
-        while until - self._audio_sent >= _AUDIO_CHUNK or (final and until > self._audio_sent):
-            end = min(self._audio_sent + _AUDIO_CHUNK, until)
-            chunk = self._audio[self._audio_sent:end]
+        while not self._audio.exhausted:
+            wanted = _AUDIO_CHUNK if until is None else min(_AUDIO_CHUNK, until - self._audio_sent)
+            if wanted < _AUDIO_CHUNK and not (final and wanted > 0):
+                return
+            chunk = self._audio.take(wanted, whole=not final)
+            if chunk is None:
+                return
             frame = av.AudioFrame.from_ndarray(chunk[np.newaxis, :], format="fltp", layout="mono")
             frame.sample_rate = self.sample_rate
             frame.pts = self._audio_sent
             frame.time_base = Fraction(1, self.sample_rate)
             self._container.mux(self._audio_stream.encode(frame))
-            self._audio_sent = end
+            self._audio_sent += len(chunk)
+
+    @property
+    def bytes_on_disk(self) -> int:
+        """Size of the (not yet published) file so far: the muxer writes as it goes."""
+        return os.fstat(self._file.file.fileno()).st_size
 
     # -- finishing ----------------------------------------------------------------------------
 
@@ -197,11 +214,15 @@ class VideoWriter:
             if self.frames_written == 0:
                 raise LipdubError(f"{self.path}: no frames were written")
             if self._audio is not None:
-                self._send_audio(len(self._audio), final=True)
+                self._send_audio(None, final=True)
                 self._container.mux(self._audio_stream.encode(None))
+                self._audio.close()
             self._container.mux(self._video.encode(None))
             self._container.close()
-            os.replace(self._tmp, self.path)
+            self._file.publish()
+        except FileExistsError:
+            self.abort()
+            raise LipdubError(f"{self.path}: appeared while writing; left as it is") from None
         except BaseException:
             self.abort()
             raise
@@ -216,14 +237,13 @@ class VideoWriter:
         try:
             self._container.close()
         except Exception:  # a half-written file may fail to finalise; it is deleted anyway
-            logger.debug("ignoring error while closing aborted %s", self._tmp, exc_info=True)
-        self._remove_temp()
+            logger.debug("ignoring error while closing aborted %s", self.path, exc_info=True)
+        self._discard()
 
-    def _remove_temp(self) -> None:
-        try:
-            self._tmp.unlink()
-        except FileNotFoundError:
-            pass
+    def _discard(self) -> None:
+        if self._audio is not None:
+            self._audio.close()
+        self._file.discard()
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -240,3 +260,46 @@ def _as_mono_float(audio: np.ndarray) -> np.ndarray:
     if samples.ndim != 1:
         raise ValueError(f"audio must be a 1-D mono array, got shape {samples.shape}")
     return np.ascontiguousarray(np.clip(samples, -1.0, 1.0), dtype=np.float32)
+
+
+class _AudioFeed:
+    """Mono samples handed out in pieces of a chosen size, read from an array or an iterable.
+
+    Holds at most one source piece plus the AAC frame being assembled, so a streamed track costs
+    the same memory at one minute and at one hour.
+    """
+
+    def __init__(self, audio: np.ndarray | Iterable[np.ndarray]) -> None:
+        if isinstance(audio, np.ndarray):
+            audio = [audio]
+        self._pieces: Iterator[np.ndarray] = iter(audio)
+        self._buffer = np.zeros(0, np.float32)
+        self._source_done = False
+
+    @property
+    def exhausted(self) -> bool:
+        """True once every sample has been taken."""
+        return self._source_done and self._buffer.size == 0
+
+    def take(self, count: int, whole: bool) -> np.ndarray | None:
+        """The next ``count`` samples; fewer only at the end, and then None if ``whole``."""
+        while self._buffer.size < count and not self._source_done:
+            try:
+                piece = next(self._pieces)
+            except StopIteration:
+                self._source_done = True
+                break
+            piece = _as_mono_float(piece)
+            self._buffer = piece if self._buffer.size == 0 else np.concatenate([self._buffer, piece])
+        if self._buffer.size == 0 or (whole and self._buffer.size < count):
+            return None
+        chunk, self._buffer = self._buffer[:count], self._buffer[count:]
+        return chunk
+
+    def close(self) -> None:
+        """Release the source (a decoder generator closes its file)."""
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+        self._source_done = True
+        self._buffer = np.zeros(0, np.float32)

@@ -141,20 +141,49 @@ def hann_window(length: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / length)
 
 
-def stft_magnitude(samples: np.ndarray, config: MelConfig = MelConfig()) -> np.ndarray:
-    """|STFT| with centred, reflect-padded frames, shape (1 + n_fft // 2, 1 + len // hop)."""
+def _stft_blocks(samples: np.ndarray, config: MelConfig, preemphasis_coefficient: float | None = None):
+    """Yield ``(first_column, |STFT| block)`` of centred, reflect-padded frames, block by block.
+
+    Only one block of the padded (and, if asked, pre-emphasised) signal exists at a time, so an
+    hour of speech costs its output, not 2-3 float64 copies of itself plus a (401, T) float64
+    magnitude. Values are those of padding and filtering the whole signal first: every padded
+    sample is computed from the input by the same float64 operations.
+    """
     if config.win_length != config.n_fft:
         raise ValueError("win_length != n_fft is not supported (Wav2Lip uses 800 for both)")
-    pad = config.n_fft // 2
-    padded = np.pad(samples, pad, mode="reflect")
-    n_columns = 1 + len(samples) // config.hop_length
-    window = hann_window(config.n_fft)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft)[:: config.hop_length]
-    frames = frames[:n_columns]  # (T, n_fft), a view: no copy until a block is windowed
-    out = np.empty((1 + config.n_fft // 2, n_columns), dtype=np.float64)
+    x = np.asarray(samples)
+    n = x.size
+    pad, hop, n_fft = config.n_fft // 2, config.hop_length, config.n_fft
+    n_columns = 1 + n // hop
+    window = hann_window(n_fft)
+    whole = None
+    if n <= pad:  # shorter than half a window: np.pad reflects more than once; tiny, do it whole
+        whole = x.astype(np.float64)
+        if preemphasis_coefficient is not None:
+            whole = preemphasis(whole, preemphasis_coefficient)
+        whole = np.pad(whole, pad, mode="reflect")
     for start in range(0, n_columns, _STFT_BLOCK_COLUMNS):
-        block = frames[start : start + _STFT_BLOCK_COLUMNS] * window  # (<=block, n_fft)
-        out[:, start : start + len(block)] = np.abs(np.fft.rfft(block, axis=1)).T
+        stop = min(n_columns, start + _STFT_BLOCK_COLUMNS)
+        if whole is not None:
+            segment = whole[start * hop : (stop - 1) * hop + n_fft]
+        else:
+            index = np.arange(start * hop, (stop - 1) * hop + n_fft) - pad  # positions in the signal
+            index = np.abs(index)  # reflect at the start (np.pad "reflect": x[1], x[2] ...)
+            index = np.where(index >= n, 2 * (n - 1) - index, index)  # and at the end
+            segment = x[index].astype(np.float64)
+            if preemphasis_coefficient is not None:  # y[i] = x[i] - k x[i-1], y[0] = x[0]
+                previous = x[np.maximum(index - 1, 0)].astype(np.float64)
+                segment = np.where(index > 0, segment - preemphasis_coefficient * previous, segment)
+        frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft)[::hop][: stop - start]
+        yield start, np.abs(np.fft.rfft(frames * window, axis=1)).T  # (1 + n_fft // 2, block)
+
+
+def stft_magnitude(samples: np.ndarray, config: MelConfig = MelConfig()) -> np.ndarray:
+    """|STFT| with centred, reflect-padded frames, shape (1 + n_fft // 2, 1 + len // hop)."""
+    n_columns = 1 + len(samples) // config.hop_length
+    out = np.empty((1 + config.n_fft // 2, n_columns), dtype=np.float64)
+    for start, block in _stft_blocks(np.asarray(samples, dtype=np.float64), config):
+        out[:, start : start + block.shape[1]] = block
     return out
 
 
@@ -181,10 +210,14 @@ def melspectrogram(samples: np.ndarray, config: MelConfig = MelConfig()) -> np.n
         raise ValueError(f"expected mono samples of shape (N,), got {samples.shape}")
     if samples.size == 0:
         raise LipdubError("the audio has no samples")
-    emphasized = preemphasis(samples, config.preemphasis)  # (N,)
-    magnitude = stft_magnitude(emphasized, config)  # (1 + n_fft // 2, T)
-    mel = mel_filterbank(config) @ magnitude  # (n_mels, T)
-    return normalize_db(amplitude_to_db(mel, config), config).astype(np.float32)
+    # Pre-emphasis, STFT and mel filtering block by block: memory is the (n_mels, T) float32 result
+    # (26 KB a second), not the float64 copies and (401, T) magnitude of the whole signal.
+    filters = mel_filterbank(config)  # (n_mels, 1 + n_fft // 2)
+    out = np.empty((config.n_mels, 1 + samples.size // config.hop_length), dtype=np.float32)
+    for start, magnitude in _stft_blocks(samples, config, config.preemphasis):  # (F, block)
+        mel = filters @ magnitude  # (n_mels, block)
+        out[:, start : start + mel.shape[1]] = normalize_db(amplitude_to_db(mel, config), config)
+    return out
 
 
 # --- Per-frame windows ---------------------------------------------------------------------------

@@ -14,9 +14,7 @@ prefix is stripped, as Wav2Lip's own loader does.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import torch
 from torch import nn
 
 from lipdub.errors import LipdubError
+from lipdub.fileio import AtomicFile
 
 logger = logging.getLogger(__name__)
 
@@ -109,16 +108,8 @@ def save_checkpoint(
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with AtomicFile(path, overwrite=True) as handle:  # umask mode, nothing left if killed
+            torch.save(payload, handle.file)
     except OSError as error:
         raise LipdubError(f"cannot write checkpoint {path}: {_first_line(error)}") from error
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp_name, path)
-    except BaseException as error:
-        Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise LipdubError(f"cannot write checkpoint {path}: {_first_line(error)}") from error
-        raise
     logger.info("saved checkpoint %s (step %d)", path, step)

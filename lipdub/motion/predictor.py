@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from lipdub.errors import LipdubError
+from lipdub.fileio import AtomicFile
 from lipdub.media.features import MelConfig, melspectrogram
 from lipdub.models.lip_motion import LipMotionNet
 from lipdub.motion.features import WINDOW_COLUMNS, frame_windows, normalise_mel
@@ -178,5 +179,6 @@ def save_motion_model(predictor: MotionPredictor, path: Path) -> None:
                                for k, v in member.network.state_dict().items()},
                 "basis": member.basis.to_dict(), "recipe": member.recipe} for member in predictor.members]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"members": members, "default_scale": predictor.default_scale, "gain": predictor.gain,
-                "smoothing": predictor.smoothing}, path)
+    with AtomicFile(path, overwrite=True) as handle:
+        torch.save({"members": members, "default_scale": predictor.default_scale, "gain": predictor.gain,
+                    "smoothing": predictor.smoothing}, handle.file)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from lipdub.errors import LipdubError
+from lipdub.fileio import AtomicFile
 from lipdub.models.checkpoint import load_state_dict
 from lipdub.models.registry import WEIGHTS_DIR, ModelSpec, infer_spec
 
@@ -33,13 +34,11 @@ def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _save(state: dict[str, torch.Tensor], path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    torch.save(state, temporary)
-    size = temporary.stat().st_size
-    if size >= MAX_BUNDLED_BYTES:
-        temporary.unlink()
-        raise LipdubError(f"{path.name} would be {size / 2**20:.1f} MiB; bundled files must stay under 16 MiB")
-    temporary.replace(path)
+    with AtomicFile(path, overwrite=True) as handle:
+        torch.save(state, handle.file)
+        size = handle.file.tell()
+        if size >= MAX_BUNDLED_BYTES:  # raising discards the file
+            raise LipdubError(f"{path.name} would be {size / 2**20:.1f} MiB; bundled files must stay under 16 MiB")
     return size
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import io
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from lipdub.errors import LipdubError
+from lipdub.fileio import write_atomic
 from lipdub.train.speakers import (
     clip_kind,
     infer_speaker,
@@ -475,12 +477,11 @@ def _read_skipped(path: Path) -> dict[str, str]:
 
 def write_csv_atomic(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, str]]) -> None:
     """Write atomically: a reader never sees half a table."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue())
 
 
 def _check_dataset_json(path: Path, config: PreprocessConfig) -> dict:
@@ -636,9 +637,7 @@ def preprocess(
         "lipdub_version": __version__,
         "sources": all_sources,
     }
-    tmp = meta_path.with_name(meta_path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp.replace(meta_path)
+    write_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
 
     val = sum(1 for r in ordered if splits[r.speaker] == "val")
     logger.info("dataset %s: %d clips (%d val), %d reused, %d skipped", dataset, len(ordered), val, reused, len(skipped))
