@@ -158,6 +158,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             yield
         finally:
             pool.close()
+            logger.info("job API stopped; unfinished jobs stay in %s for the next start", settings.database)
 
     app = FastAPI(
         title="lipdub job API", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
