@@ -151,6 +151,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        import lipdub.media.decode  # noqa: F401  (otherwise the first upload's check pays for importing the decoders)
+
         _recover(store, settings)
         pool.start()
         logger.info("serving jobs from %s with %d workers", settings.data_dir, settings.workers)
