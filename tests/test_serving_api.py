@@ -337,3 +337,19 @@ def test_schema_fuzzing_finds_no_server_error(server):
                 case.call_and_validate(headers=headers, checks=checks, timeout=30)
 
             fuzz()
+
+
+@pytest.mark.parametrize("args, env, needle", [
+    (["--data", "{file}"], {}, "cannot use data folder"),
+    ([], {"LIPDUB_WORKERS": "many"}, "workers"),
+    (["--max-upload-mb", "1", "--workers", "1"], {"LIPDUB_MAX_ATTEMPTS": "0"}, "max_attempts"),
+])
+def test_serve_refuses_bad_settings_in_one_line(tmp_path, args, env, needle):
+    occupied = tmp_path / "a-file"
+    occupied.write_text("not a folder")
+    command = [sys.executable, "-m", "lipdub", "serve", *(arg.format(file=occupied) for arg in args)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                            env={**os.environ, **env})
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and needle in lines[0].lower(), result.stderr
