@@ -245,6 +245,49 @@ def test_full_job_on_the_sample_while_100_bad_uploads_are_refused(server):
     assert client.get(f"/v1/jobs/{job['id']}/result").status_code == 404
 
 
+def _tagged_processes(tag: str) -> list[int]:
+    """Live (not zombie) processes whose environment carries ``LIPDUB_TEST_TAG=tag``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if f"LIPDUB_TEST_TAG={tag}".encode() not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State:"))
+        except (OSError, StopIteration):
+            continue
+        if "Z" not in state.split()[1]:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc to find the worker processes")
+def test_delete_stops_a_running_job(tmp_path):
+    tag = uuid.uuid4().hex
+    server = Server(tmp_path / "data", workers=1, tag=tag)
+    try:
+        client = _client(server)
+        running = _submit(client, audio=_wav(1.0)).json()["id"]
+        _wait(client, running, states=("running",), timeout=120)
+        while client.get(f"/v1/jobs/{running}").json()["stage"] == "starting":
+            time.sleep(0.05)  # its process is up once it reports "preparing"
+        before = set(_tagged_processes(tag))
+        queued = _submit(client, audio=_wav(1.0)).json()["id"]
+        assert client.get(f"/v1/jobs/{queued}").json()["state"] == "queued"
+        for job_id in (queued, running):
+            deleted = client.delete(f"/v1/jobs/{job_id}")
+            assert deleted.status_code == 200 and deleted.json()["state"] == "cancelled", deleted.text
+            assert not (server.data / "jobs" / job_id).exists()
+        after = set(_tagged_processes(tag))
+        assert after < before, "the cancelled job's process is still running"
+        health = httpx.get(server.url + "/v1/health").json()
+        assert (health["queued"], health["running"]) == (0, 0)
+        assert list((server.data / "jobs").iterdir()) == []
+    finally:
+        server.stop()
+
+
 def test_delete_cancels_a_queued_job_and_removes_its_folder(tmp_path):
     server = Server(tmp_path / "data", workers=0)  # accepts jobs, runs none: they stay queued
     try:
@@ -261,23 +304,6 @@ def test_delete_cancels_a_queued_job_and_removes_its_folder(tmp_path):
         assert client.delete(f"/v1/jobs/{job['id']}").status_code == 404
     finally:
         server.stop()
-
-
-def _tagged_processes(tag: str) -> list[int]:
-    """Live (not zombie) processes whose environment carries ``LIPDUB_TEST_TAG=tag``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if f"LIPDUB_TEST_TAG={tag}".encode() not in (entry / "environ").read_bytes().split(b"\0"):
-                continue
-            state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State:"))
-        except (OSError, StopIteration):
-            continue
-        if "Z" not in state.split()[1]:
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc to find the worker processes")

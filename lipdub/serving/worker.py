@@ -59,7 +59,7 @@ class WorkerPool:
         self.jobs_dir = Path(jobs_dir)
         self.workers = max(0, int(workers))
         self.profiles = profiles
-        self.torch_threads = torch_threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
+        self.torch_threads = torch_threads or max(1, _cores() // max(1, self.workers))
         self.poll_seconds = poll_seconds
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(_PRELOAD)
@@ -147,6 +147,14 @@ class WorkerPool:
         if process.exitcode != 0 and not cancelled and not self._stopping.is_set():
             self.store.fail(job_id, f"the job's process stopped unexpectedly (exit code {process.exitcode})")
         logger.info("job %s ended (exit code %s)", job_id, process.exitcode)
+
+
+def _cores() -> int:
+    """Cores this process may run on (its CPU affinity, which a container may set below the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _stop(process, timeout: float) -> None:
