@@ -200,6 +200,7 @@ def _bad_uploads() -> list[tuple[str, dict, int, str]]:
     return cases
 
 
+@pytest.mark.slow
 def test_full_job_on_the_sample_while_100_bad_uploads_are_refused(server):
     client = _client(server)
     submitted = time.monotonic()
@@ -262,6 +263,7 @@ def _tagged_processes(tag: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc to find the worker processes")
 def test_delete_stops_a_running_job(tmp_path):
     tag = uuid.uuid4().hex
@@ -306,6 +308,7 @@ def test_delete_cancels_a_queued_job_and_removes_its_folder(tmp_path):
         server.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc to find the worker processes")
 def test_restart_mid_queue_loses_nothing(tmp_path):
     data = tmp_path / "data"
