@@ -543,6 +543,50 @@ def models() -> None:
         typer.echo(f"{spec.name}\t{spec.architecture}\t{spec.img_size}px\t{spec.description}")
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder for the job database and job files (default: ./lipdub-data, or LIPDUB_DATA_DIR)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, max=64, help="Jobs run at once (default: 1, or LIPDUB_WORKERS; 0 queues jobs without running them)."),
+    max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", min=0.001, help="Largest face or audio upload, each, in MiB (default: 500)."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", min=0.1, help="Longest face video or speech accepted, in seconds (default: 600)."),
+    profiles: Optional[Path] = typer.Option(None, "--profiles", help="Folder of personalisation profiles that jobs may name."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only (no access log)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details of every job."),
+) -> None:
+    """Serve the HTTP job API (POST /v1/jobs, GET /v1/jobs/ID, ...; schema at /openapi.json).
+
+    Set LIPDUB_TOKEN to require "Authorization: Bearer TOKEN" on every job request.
+    """
+    _configure_logging(quiet, verbose, progress_log=True)
+    try:
+        import uvicorn
+
+        from lipdub.serving.api import MIB, ServerSettings, create_app
+    except ImportError as error:
+        raise LipdubError(f"the job API needs the serve extra ({error.name} is missing): pip install 'lipdub[serve]'") from None
+    given = {"data_dir": data, "workers": workers, "max_seconds": max_seconds, "profiles_dir": profiles,
+             "max_upload_bytes": None if max_upload_mb is None else int(max_upload_mb * MIB)}
+    from pydantic import ValidationError
+
+    try:
+        settings = ServerSettings(**{name: value for name, value in given.items() if value is not None})
+    except ValidationError as error:
+        from lipdub.serving.options import one_line
+
+        raise LipdubError(f"server settings: {one_line(error)}") from None
+    try:
+        application = create_app(settings)
+    except OSError as error:
+        raise LipdubError(f"cannot use data folder {settings.data_dir}: {error.strerror or error}") from None
+    auth = "a bearer token (LIPDUB_TOKEN)" if settings.token is not None else "no token"
+    stderr.print(f"lipdub job API on http://{host}:{port}/v1/ (data {settings.data_dir}, {settings.workers} worker(s), {auth})",
+                 soft_wrap=True, highlight=False)
+    uvicorn.run(application, host=host, port=port, log_level="error" if quiet else "info" if verbose else "warning",
+                access_log=verbose, log_config=None)
+
+
 #: Lines mediapipe's native code (TFLite, absl) writes straight to file descriptor 2 from its own
 #: threads, whenever a graph starts or restarts. They are noise to a user and would break the
 #: promise that an error is one line, so the CLI drops them.
