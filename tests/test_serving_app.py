@@ -18,7 +18,7 @@ import pytest
 
 from lipdub.errors import LipdubError
 from lipdub.serving.app import (
-    SAMPLE_FACE, SAMPLE_SPEECH, AppConfig, StageProgress, collect_options, dub, parse_box, pick_face, start, theme,
+    PLOTS, SAMPLE_FACE, SAMPLE_SPEECH, AppConfig, StageProgress, collect_options, dub, parse_box, pick_face, start, theme,
 )
 from lipdub.serving.options import JobOptions
 from lipdub.timeline import LengthMode
@@ -137,7 +137,7 @@ def test_dub_writes_video_and_evaluation_into_its_run_folder(tmp_path):
     assert outcome.video.parent.parent == config.work_dir
     with av.open(str(outcome.video)) as container:
         assert container.streams.video and container.streams.audio
-    assert outcome.plots and all(plot.is_file() and plot.suffix == ".png" for plot in outcome.plots)
+    assert outcome.plots and all(plot.is_file() and plot.name in PLOTS for plot in outcome.plots)
     assert "LSE-D" in outcome.report and "![" not in outcome.report
     texts = [text for _, text in seen]
     assert texts[0] == "checking the uploads" and texts[-1] == "done"
@@ -145,6 +145,16 @@ def test_dub_writes_video_and_evaluation_into_its_run_folder(tmp_path):
     assert any(text.startswith("evaluating") for text in texts)
     fractions = [fraction for fraction, _ in seen]
     assert fractions == sorted(fractions)
+
+
+@pytest.mark.slow
+def test_dub_of_a_video_compares_with_the_input(shared, tmp_path):
+    """A face video is also `lipdub eval`'s reference: the page gets the mouth and image plots too."""
+    face = shared("data/train/real/grid_man_denim.mpg")
+    speech = shared("data/train/real/grid_man_denim_1.mpg")  # another sentence of the same speaker
+    outcome = dub(face, speech, JobOptions(length_mode="cut"), AppConfig(work_dir=tmp_path / "runs"), _quiet_progress())
+    assert {plot.name for plot in outcome.plots} == set(PLOTS)
+    assert "from a video" in outcome.summary and "LMD" in outcome.report
 
 
 # --- the page in a real browser ---------------------------------------------------------------
@@ -223,7 +233,8 @@ def test_browser_end_to_end(served_app, tmp_path):
             assert page.evaluate("window.__progress"), "no 'rendering: n/m frames' progress line was shown"
             assert re.search(r"\d+ frames .* from a photo", page.inner_text("#summary"))
             assert "LSE-D" in page.inner_text("#report")
-            assert page.locator("#plots img").count() >= 1
+            assert page.locator("#plot-sync_offsets img").count() == 1
+            assert not page.locator("#plot-mouth_aperture").is_visible()  # a photo has no input mouth to compare
             played = page.evaluate(PLAY_RESULT)
             assert played.get("error") is None, played
             assert played["time"] > 0 or played["readyState"] >= 2, played

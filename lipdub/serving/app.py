@@ -42,6 +42,8 @@ SAMPLE_FACE = ASSETS / "sample_face.jpg"
 SAMPLE_SPEECH = ASSETS / "sample_speech.wav"
 #: The result's file name inside its run folder (and so the name a download gets).
 RESULT_NAME = "lipdub-result.mp4"
+#: The plots `lipdub eval` may write (a photo's result has only the first), in the page's order.
+PLOTS = {"sync_offsets.png": "sync offsets", "mouth_aperture.png": "mouth opening", "mouth_strip.png": "mouths"}
 #: Fonts the page asks the browser for: installed ones only, nothing fetched.
 SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif")
 MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace")
@@ -279,8 +281,10 @@ def build_app(config: AppConfig):
                           StageProgress(lambda fraction, text: progress(fraction, desc=text)), evaluate)
         except LipdubError as error:
             raise gr.Error(html.escape(str(error)), print_exception=False) from None
-        plots = [str(path) for path in outcome.plots]
-        return str(outcome.video), gr.DownloadButton(value=str(outcome.video), visible=True), outcome.summary, plots, outcome.report
+        made = {path.name: path for path in outcome.plots}
+        plots = [gr.Image(value=str(made[name]) if name in made else None, visible=name in made) for name in PLOTS]
+        return (str(outcome.video), gr.DownloadButton(value=str(outcome.video), visible=True), outcome.summary,
+                outcome.report, *plots)
 
     def samples():
         return None, str(SAMPLE_FACE), str(SAMPLE_SPEECH)
@@ -331,7 +335,10 @@ def build_app(config: AppConfig):
                 summary = gr.Markdown(elem_id="summary")
         with gr.Accordion("Evaluation (lipdub eval)", open=True):
             with gr.Row():
-                plots = gr.Gallery(label="Plots", columns=1, height=360, object_fit="contain", elem_id="plots")
+                with gr.Column():
+                    plots = [gr.Image(label=label, type="filepath", interactive=False, visible=False, show_label=True,
+                                      elem_id=f"plot-{Path(name).stem}", format="png")
+                             for name, label in PLOTS.items()]
                 report = gr.Markdown(elem_id="report")
 
         sample_button.click(samples, outputs=[face_video, face_photo, audio], queue=False)
@@ -341,7 +348,7 @@ def build_app(config: AppConfig):
             run,
             inputs=[face_video, face_photo, audio, length_mode, face_index, box, engine, motion_model, model, profile,
                     fps, evaluate],
-            outputs=[result, download, summary, plots, report],
+            outputs=[result, download, summary, report, *plots],
             concurrency_limit=1,  # one dub at a time: it already uses every core
         )
     return page
