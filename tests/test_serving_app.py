@@ -183,6 +183,20 @@ def test_page_is_served_without_web_fonts(served_app):
         assert host not in text
 
 
+def test_uploads_over_the_size_limit_are_refused(tmp_path):
+    import httpx
+
+    page = start(AppConfig(work_dir=tmp_path / "runs", max_upload_mb=1), "127.0.0.1", _free_port())
+    try:
+        upload = page.local_url.rstrip("/") + "/gradio_api/upload"
+        small = httpx.post(upload, files={"files": ("a.wav", b"x" * 1000)}, timeout=30)
+        large = httpx.post(upload, files={"files": ("b.wav", b"x" * 2_000_000)}, timeout=30)
+    finally:
+        page.close()
+    assert small.status_code == 200
+    assert large.status_code == 413 and "maximum allowed size" in large.text
+
+
 #: Collects every progress line the page shows while a run is going (Gradio's progress overlay).
 WATCH_PROGRESS = """() => {
     window.__progress = [];
@@ -220,6 +234,11 @@ def test_browser_end_to_end(served_app, tmp_path):
             page = browser.new_page()
             page.goto(served_app)
             page.wait_for_selector("#run", timeout=60_000)
+
+            page.click("#run")  # nothing given yet: the one-line message, as plain text
+            toast = page.wait_for_selector(".toast-body", timeout=30_000)
+            assert 'give a face' in toast.inner_text() and '"Use the samples"' in toast.inner_text()
+            page.locator(".toast-body .toast-close, .toast-close").first.click()
 
             page.locator("#face-photo input[type=file]").set_input_files(str(SAMPLE_FACE))
             page.locator("#speech input[type=file]").set_input_files(str(SAMPLE_SPEECH))
@@ -260,11 +279,15 @@ def test_browser_end_to_end(served_app, tmp_path):
             message = toast.inner_text()
             assert "box" in message and "Traceback" not in message
 
-            # the samples button fills the photo and the speech track
+            # a face video replaces the photo; the samples button brings the photo (and speech) back
+            page.locator("#face-video input[type=file]").set_input_files(str(download))
+            page.wait_for_selector("#face-video video", timeout=30_000)
+            page.wait_for_function("() => !document.querySelector('#face-photo img')", timeout=30_000)
             page.click("#use-samples")
             page.wait_for_function(
                 "() => [...document.querySelectorAll('#face-photo img')].some(img => img.src.includes('sample_face'))",
                 timeout=30_000)
+            page.wait_for_function("() => !document.querySelector('#face-video video')", timeout=30_000)
         finally:
             browser.close()
 
