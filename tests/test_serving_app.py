@@ -8,8 +8,10 @@ the page works offline). It skips, with a reason, only when Chromium or Playwrig
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import time
 import socket
 import urllib.request
 from pathlib import Path
@@ -18,7 +20,8 @@ import pytest
 
 from lipdub.errors import LipdubError
 from lipdub.serving.app import (
-    PLOTS, SAMPLE_FACE, SAMPLE_SPEECH, AppConfig, StageProgress, collect_options, dub, parse_box, pick_face, start, theme,
+    PLOTS, SAMPLE_FACE, SAMPLE_SPEECH, AppConfig, StageProgress, collect_options, dub, parse_box, pick_face, prune_runs, start,
+    theme,
 )
 from lipdub.serving.options import JobOptions
 from lipdub.timeline import LengthMode
@@ -114,6 +117,18 @@ def test_failed_run_leaves_no_run_folder(tmp_path):
     with pytest.raises(LipdubError):  # a box outside the photo: the pipeline refuses it after the checks
         dub(SAMPLE_FACE, SAMPLE_SPEECH, JobOptions(box=(5000, 5000, 6000, 6000)), config, _quiet_progress())
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_old_runs_are_pruned(tmp_path):
+    old, fresh, other = tmp_path / "run-old", tmp_path / "run-fresh", tmp_path / "keep-me"
+    for folder in (old, fresh, other):
+        folder.mkdir()
+        (folder / "lipdub-result.mp4").write_bytes(b"x")
+    now = time.time()
+    os.utime(old, (now - 7200, now - 7200))
+    os.utime(other, (now - 7200, now - 7200))
+    assert prune_runs(tmp_path, 3600, now=now) == [old]
+    assert not old.exists() and fresh.exists() and other.exists()
 
 
 def test_theme_names_no_web_font():

@@ -55,13 +55,16 @@ class AppConfig:
 
     ``work_dir`` holds one folder per run (`launch` makes a temporary one); ``profiles`` is the
     folder whose sub-folders are offered as personalisation profiles (by name only, resolved by
-    `JobOptions.to_sync_options`); ``max_seconds`` and ``max_upload_mb`` bound what one upload may be.
+    `JobOptions.to_sync_options`); ``max_seconds`` and ``max_upload_mb`` bound what one upload may be;
+    runs (and Gradio's copies of uploads and results) older than ``keep_hours`` are removed, so a
+    server left running for weeks does not fill its disk.
     """
 
     work_dir: Path
     profiles: Path | None = None
     max_seconds: float | None = 600.0
     max_upload_mb: int = 500
+    keep_hours: float = 24.0
 
 
 @dataclass
@@ -170,6 +173,7 @@ def dub(face: Path, audio: Path, options: JobOptions, config: AppConfig,
     inspect_audio(audio, config.max_seconds)
     sync_options = options.to_sync_options(config.profiles)
     config.work_dir.mkdir(parents=True, exist_ok=True)
+    prune_runs(config.work_dir, config.keep_hours * 3600)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=config.work_dir))
     try:
         progress.stage(0.05, "tracking the face (first pass)")
@@ -197,6 +201,22 @@ def dub(face: Path, audio: Path, options: JobOptions, config: AppConfig,
     progress.stage(1.0, "done")
     logger.info("app run in %s: %d frames in %.1f s", run_dir, result.frames, seconds)
     return DubOutcome(result.output, f"**Done in {seconds:.1f} s.** {summary}", plots, report, seconds)
+
+
+def prune_runs(work_dir: Path, max_age_s: float, now: float | None = None) -> list[Path]:
+    """Remove run folders last changed more than ``max_age_s`` ago; returns those removed."""
+    import shutil
+
+    now = time.time() if now is None else now
+    removed = []
+    for run_dir in work_dir.glob("run-*"):
+        try:
+            if run_dir.is_dir() and now - run_dir.stat().st_mtime > max_age_s:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                removed.append(run_dir)
+        except OSError:  # removed by a concurrent run meanwhile
+            continue
+    return removed
 
 
 def _summary(result, kind: str) -> str:
@@ -289,7 +309,8 @@ def build_app(config: AppConfig):
     def samples():
         return None, str(SAMPLE_FACE), str(SAMPLE_SPEECH)
 
-    with gr.Blocks(title="lipdub", analytics_enabled=False) as page:
+    keep_s = int(config.keep_hours * 3600)
+    with gr.Blocks(title="lipdub", analytics_enabled=False, delete_cache=(max(60, keep_s // 24), keep_s)) as page:
         gr.Markdown("# lipdub\nRe-animate the mouth of a face video or photo to a new speech track, offline.")
         with gr.Row(equal_height=False):
             with gr.Column():
