@@ -212,6 +212,34 @@ def test_uploads_over_the_size_limit_are_refused(tmp_path):
     assert large.status_code == 413 and "maximum allowed size" in large.text
 
 
+@pytest.mark.slow
+def test_cli_serves_until_terminated_and_removes_its_work_folder(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    port = _free_port()
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the app's work folder and Gradio's cache land here
+    server = subprocess.Popen([sys.executable, "-m", "lipdub", "app", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in server.stderr:  # the command prints the address once the page is served
+            if "open http://127.0.0.1" in line:
+                break
+        else:
+            pytest.fail(f"lipdub app exited with {server.wait()} before serving")
+        assert list(tmp_path.glob("lipdub-app-*"))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as response:
+            assert response.status == 200
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=120) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert not list(tmp_path.glob("lipdub-app-*"))
+
+
 #: Collects every progress line the page shows while a run is going (Gradio's progress overlay).
 WATCH_PROGRESS = """() => {
     window.__progress = [];

@@ -17,6 +17,7 @@ and removes it when the server stops, so results do not pile up in the user's te
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import logging
@@ -406,7 +407,29 @@ def launch(host: str = "127.0.0.1", port: int = 7860, profiles: Path | None = No
         logger.info("lipdub app: serving %s, runs in %s", page.local_url, work_dir)
         if announce is not None:
             announce(page.local_url)
-        try:
-            page.block_thread()
-        finally:
-            page.close()
+        with _terminate_as_interrupt():
+            try:
+                page.block_thread()  # returns on Ctrl+C (or SIGTERM, see below)
+            finally:
+                page.close()
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a service manager's stop, ``kill``) ends the server like Ctrl+C, so the work folder
+    is still removed; outside the main thread signals cannot be handled and nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
