@@ -20,7 +20,7 @@ import pytest
 
 from lipdub.errors import LipdubError
 from lipdub.serving.app import (
-    PLOTS, SAMPLE_FACE, SAMPLE_SPEECH, AppConfig, StageProgress, collect_options, dub, parse_box, pick_face, prune_runs, start,
+    PLOTS, SAMPLE_FACE, SAMPLE_SPEECH, AppConfig, StageProgress, build_app, collect_options, dub, parse_box, pick_face, prune_runs, start,
     theme,
 )
 from lipdub.serving.options import JobOptions
@@ -129,6 +129,21 @@ def test_old_runs_are_pruned(tmp_path):
     os.utime(other, (now - 7200, now - 7200))
     assert prune_runs(tmp_path, 3600, now=now) == [old]
     assert not old.exists() and fresh.exists() and other.exists()
+
+
+def test_photo_upload_reaches_the_checks_as_sent(tmp_path):
+    """The photo widget passes the user's own file on (Gradio's Image would re-encode it first)."""
+    from gradio.data_classes import ImageData
+
+    import lipdub.serving.app as app_module
+
+    page = build_app(AppConfig(work_dir=tmp_path / "runs"))
+    photo = next(block for block in page.blocks.values() if getattr(block, "elem_id", None) == "face-photo")
+    fake = tmp_path / "me.jpg"
+    fake.write_text("not an image\n")
+    assert photo.preprocess(ImageData(path=str(fake))) == str(fake)
+    assert photo.preprocess(None) is None
+    assert not Path(app_module.__file__).with_suffix(".pyi").exists()  # no stub written beside the module
 
 
 def test_theme_names_no_web_font():

@@ -256,22 +256,20 @@ def profile_choices(profiles: Path | None) -> list[str]:
 # The page
 
 
-def _photo_input_class():
-    """`gr.Image` that hands over the uploaded file itself.
+def _photo_input(**kwargs):
+    """A `gr.Image` that hands over the uploaded file itself.
 
     Gradio's Image re-encodes an upload with PIL before the function sees it: a broken or fake
     image would then fail inside Gradio with its own message, and `inspect_face` would sniff a
     re-encoded copy instead of the user's bytes. The photo is only ever read by lipdub's decoder.
+    (An instance attribute rather than a subclass: Gradio writes a ``.pyi`` stub beside the
+    module of every component subclass.)
     """
     import gradio as gr
 
-    class PhotoInput(gr.Image):
-        is_template = True  # Gradio's marker for "draw me with my base class's front-end component"
-
-        def preprocess(self, payload):
-            return None if payload is None else payload.path
-
-    return PhotoInput
+    photo = gr.Image(type="filepath", **kwargs)
+    photo.preprocess = lambda payload: None if payload is None else payload.path
+    return photo
 
 
 def theme():
@@ -289,7 +287,6 @@ def build_app(config: AppConfig):
 
     motion_models, generators = model_choices()
     profiles = profile_choices(config.profiles)
-    PhotoInput = _photo_input_class()
 
     def run(face_video, face_photo, audio, length_mode, face_index, box, engine, motion_model, model, profile,
             fps, evaluate, progress=gr.Progress()):
@@ -319,7 +316,7 @@ def build_app(config: AppConfig):
                 with gr.Row():
                     face_video = gr.Video(label="Face video", sources=["upload", "webcam"], format=None,
                                           elem_id="face-video", height=300)
-                    face_photo = PhotoInput(label="or a face photo", type="filepath", sources=["upload", "webcam"],
+                    face_photo = _photo_input(label="or a face photo", sources=["upload", "webcam"],
                                             elem_id="face-photo", height=300)
                 audio = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath", format=None,
                                  elem_id="speech")
