@@ -587,6 +587,25 @@ def serve(
                 access_log=verbose, log_config=None)
 
 
+@app.command(name="app")
+def app_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (127.0.0.1: this machine only)."),
+    port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to serve on."),
+    profiles: Optional[Path] = typer.Option(None, "--profiles", help="Folder whose sub-folders the page offers as personalisation profiles."),
+    max_seconds: float = typer.Option(600.0, "--max-seconds", min=1.0, help="Longest face video or speech track accepted, in seconds."),
+    max_upload_mb: int = typer.Option(500, "--max-upload-mb", min=1, help="Largest upload accepted, in MB."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every run's details."),
+) -> None:
+    """Serve the web app: upload or record a face and a speech track, dub, watch, download, evaluate."""
+    _configure_logging(False, verbose, progress_log=True)
+    if profiles is not None and not profiles.is_dir():
+        raise LipdubError(f"profile folder not found: {profiles}")
+    from lipdub.serving.app import launch
+
+    launch(host, port, profiles=profiles, max_seconds=max_seconds, max_upload_mb=max_upload_mb,
+           announce=lambda url: stderr.print(f"lipdub app: open {url} in a browser (Ctrl+C stops it)", highlight=False))
+
+
 #: Lines mediapipe's native code (TFLite, absl) writes straight to file descriptor 2 from its own
 #: threads, whenever a graph starts or restarts. They are noise to a user and would break the
 #: promise that an error is one line, so the CLI drops them.
