@@ -1,6 +1,5 @@
 """Detector and tracker on real media from ../shared/data (skipped when it is absent)."""
 
-import time
 
 import av
 import cv2
@@ -144,14 +143,13 @@ def test_tracker_forced_box(shared, detector):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [None, (1280, 720)])
-def test_tracker_speed(shared, detector, size):
-    """Per-frame tracking cost on a real clip; logged, with a loose bound for a shared CPU."""
+def test_tracker_follows_every_frame(shared, detector, size):
+    """60 frames of a real clip, native and scaled into 720p: a face every frame, no re-detection gap.
+
+    Its speed is a benchmark figure (`benchmarks/throughput.py`, "detect+track"), not a test.
+    """
     frames = read_frames(shared(CLIP_B), 60, size=size)
     tracker = FaceTracker(detector)
     tracker.update(frames[0])
-    start = time.perf_counter()
     tracked = [tracker.update(f) for f in frames[1:]]
-    ms = (time.perf_counter() - start) / (len(frames) - 1) * 1000
-    print(f"tracking {frames[0].shape[1]}x{frames[0].shape[0]}: {ms:.1f} ms/frame")
     assert all(t is not None for t in tracked)
-    assert ms < 40
