@@ -129,7 +129,8 @@ def read_manifest(manifest: Path, output_dir: Path, defaults: JobOptions | None 
     reader.fieldnames = header
     base = manifest.resolve().parent
     rows = []
-    for number, record in enumerate(reader, start=2):
+    for record in reader:
+        number = reader.line_num  # the file's line (DictReader skips blank lines, so no counting)
         if all(not (value or "").strip() for value in record.values() if isinstance(value, str)):
             continue  # blank lines at the end of hand-edited files
         rows.append(_row_from_record(number, record, base, Path(output_dir), defaults or JobOptions()))
@@ -194,8 +195,6 @@ def output_path(output_dir: Path, name: str) -> Path:
         raise LipdubError(f"output: {name!r} must be a file name inside the output folder")
     if relative.suffix.lower() != ".mp4":
         relative = relative.with_name(relative.name + ".mp4")
-    if relative.name == SUMMARY_NAME:
-        raise LipdubError(f"output: {name!r} is the batch summary's name")
     return output_dir / relative
 
 
