@@ -388,24 +388,40 @@ class LocalExecutor:
         self.workers = workers
         self.threads = threads
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        self._futures: list = []
 
     def map_unordered(self, fn: Callable[[Job], RowResult], jobs: Sequence[Job]) -> Iterator[RowResult]:
         from concurrent.futures import as_completed
 
         futures = {self._pool.submit(fn, job): job for job in jobs}
-        try:
-            for future in as_completed(futures):
-                job = futures[future]
-                try:
-                    yield future.result()
-                except Exception as exc:  # noqa: BLE001 - the worker died (killed, out of memory)
-                    yield RowResult(job.row, job.output, "failed", error=f"worker failed: {type(exc).__name__}: {exc}")
-        finally:
-            for future in futures:
-                future.cancel()
+        self._futures.extend(futures)
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                yield future.result()
+            except Exception as exc:  # noqa: BLE001 - the worker died (killed, out of memory)
+                yield RowResult(job.row, job.output, "failed", error=f"worker failed: {type(exc).__name__}: {exc}")
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Wait for the workers; after an interruption (Ctrl-C), stop them instead.
+
+        A pool shut down normally runs every job already handed to a worker to its end, so a
+        Ctrl-C would still wait for (and write) the next dub; unfinished work means the batch was
+        interrupted, and its workers are terminated (their outputs only appear complete, by rename).
+        """
+        if all(future.done() for future in self._futures):
+            self._pool.shutdown(wait=True)
+            return
+        terminate = getattr(self._pool, "terminate_workers", None)  # Python 3.14+
+        if terminate is not None:
+            terminate()
+            return
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
 
 
 class RayExecutor:
