@@ -445,7 +445,8 @@ def batch(
             task = bar.add_task("batch", total=None, frames=0)
 
             def advance(done: int, total: int, result) -> None:
-                bar.update(task, completed=done, total=total, frames=bar.tasks[0].fields["frames"] + result.frames)
+                frames = bar.tasks[0].fields["frames"] + (result.frames if result is not None else 0)
+                bar.update(task, completed=done, total=total, frames=frames)
 
             report = batching.run_batch(rows, output_dir, factory, profiles, progress=advance)
         _print_batch_table(report)
@@ -459,7 +460,7 @@ def _print_batch_table(report) -> None:
     from lipdub.serving.batch import summary_rows
 
     table = Table(title=f"lipdub batch: {report.jobs_done} dubbed in {report.seconds:.0f} s on {report.backend} "
-                  f"({report.workers} workers)", title_justify="left")
+                  f"({report.workers} worker{'s' if report.workers != 1 else ''})", title_justify="left")
     styles = {"done": "green", "skipped": "cyan", "failed": "red", "invalid": "red"}
     for name, justify in (("row", "right"), ("output", "left"), ("status", "left"), ("frames", "right"),
                           ("seconds", "right"), ("fps", "right"), ("error", "left")):

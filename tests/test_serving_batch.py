@@ -262,9 +262,13 @@ def check_first_run(report: batch.BatchReport, out: Path) -> None:
 def test_local_batch_bad_rows_and_resume(tmp_path, media):
     out = tmp_path / "out"
     rows = batch.validate_rows(batch.read_manifest(sample_manifest(media, tmp_path), out))
-    report = batch.run_batch(rows, out, batch.local_executor(workers=2, threads=1))
+    calls = []
+    report = batch.run_batch(rows, out, batch.local_executor(workers=2, threads=1),
+                             progress=lambda done, total, result: calls.append((done, total, result and result.row)))
     assert report.backend == "local" and report.workers == 2
     check_first_run(report, out)
+    assert calls[0] == (0, 3, None) and [call[0] for call in calls] == [0, 1, 2, 3]
+    assert sorted(call[2] for call in calls[1:]) == [2, 4, 5]  # the invalid row 3 never ran
 
     # Resume: the finished output is skipped; one cut short (as by a crash) is redone.
     finished = (out / "photo_fr.mp4").stat().st_mtime_ns

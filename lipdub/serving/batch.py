@@ -505,8 +505,9 @@ class BatchReport:
         return sum(result.status == "done" for result in self.results)
 
 
-#: Called after every finished row with (rows finished, rows to run, that row's result).
-BatchProgress = Callable[[int, int, RowResult], None]
+#: Called with (rows finished, rows to run, that row's result): once with (0, N, None) when the
+#: jobs start, then after every finished row.
+BatchProgress = Callable[[int, int, "RowResult | None"], None]
 
 
 def run_batch(
@@ -554,6 +555,8 @@ def run_batch(
         threads = executor.threads
         jobs = [replace(job, threads=threads) for job in jobs]
         logger.info("running %d jobs on %s with %d workers × %d threads", len(jobs), backend, workers, threads)
+        if progress is not None:
+            progress(0, len(jobs), None)
         try:
             for done, result in enumerate(executor.map_unordered(run_job, jobs), start=1):
                 results[result.row] = result
