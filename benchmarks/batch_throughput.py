@@ -42,7 +42,7 @@ def speech_clip(seconds: float | None, folder: Path) -> Path:
 
 
 def run(backend: str, jobs: int, face: Path, audio: Path, workers: int | None, fps: float) -> dict:
-    from lipdub.serving import batch
+    from lipdub.serving import batch, executors
     from lipdub.serving.options import JobOptions
 
     with tempfile.TemporaryDirectory(prefix="lipdub-batch-bench-") as folder:
@@ -54,7 +54,7 @@ def run(backend: str, jobs: int, face: Path, audio: Path, workers: int | None, f
             track.symlink_to(audio.resolve())
             tracks.append(track)
         rows = batch.validate_rows(batch.rows_for_tracks(face, tracks, out, JobOptions(fps=fps)))
-        factory = batch.ray_executor(workers=workers) if backend == "ray" else batch.local_executor(workers=workers)
+        factory = executors.ray_executor(workers=workers) if backend == "ray" else executors.local_executor(workers=workers)
         report = batch.run_batch(rows, out, factory)
     if report.failed:
         raise SystemExit(f"{backend}: {len(report.failed)} jobs failed: {report.failed[0].error}")
@@ -81,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    from lipdub.serving.batch import usable_cpus
+    from lipdub.serving.executors import usable_cpus
 
     print(json.dumps({"python": platform.python_version(), "cpus": usable_cpus(), "load_1min": round(os.getloadavg()[0], 2),
                       "face": args.face.name, "jobs": args.jobs}), flush=True)

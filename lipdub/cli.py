@@ -418,6 +418,7 @@ def batch(
     """
     _configure_logging(quiet, verbose, progress_log=verbose)
     from lipdub.serving import batch as batching
+    from lipdub.serving import executors
     from lipdub.serving.options import JobOptions
 
     defaults = JobOptions.parse(options)
@@ -429,9 +430,9 @@ def batch(
     else:
         raise LipdubError("give one manifest CSV, or --face VIDEO and one or more speech tracks")
     if use_ray or ray_address:
-        factory = batching.ray_executor(ray_address, workers, threads, log_to_driver=verbose)
+        factory = executors.ray_executor(ray_address, workers, threads, log_to_driver=verbose)
     else:
-        factory = batching.local_executor(workers, threads)
+        factory = executors.local_executor(workers, threads)
     rows = batching.validate_rows(rows)
     for row in rows:
         if row.error:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from lipdub.errors import LipdubError
-from lipdub.serving import batch
+from lipdub.serving import batch, executors
 from lipdub.serving.options import JobOptions
 from lipdub.timeline import LengthMode
 
@@ -167,7 +167,7 @@ def test_validation_opens_inputs_and_refuses_duplicate_outputs(tmp_path, media):
     (8, 1, None, None, (1, 1)),
 ])
 def test_plan_workers(jobs, cpus, workers, threads, expected):
-    assert batch.plan_workers(jobs, cpus, workers, threads) == expected
+    assert executors.plan_workers(jobs, cpus, workers, threads) == expected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_local_batch_bad_rows_and_resume(tmp_path, media):
     out = tmp_path / "out"
     rows = batch.validate_rows(batch.read_manifest(sample_manifest(media, tmp_path), out))
     calls = []
-    report = batch.run_batch(rows, out, batch.local_executor(workers=2, threads=1),
+    report = batch.run_batch(rows, out, executors.local_executor(workers=2, threads=1),
                              progress=lambda done, total, result: calls.append((done, total, result and result.row)))
     assert report.backend == "local" and report.workers == 2
     check_first_run(report, out)
@@ -274,7 +274,7 @@ def test_local_batch_bad_rows_and_resume(tmp_path, media):
     finished = (out / "photo_fr.mp4").stat().st_mtime_ns
     data = (out / "face_de.mp4").read_bytes()
     (out / "face_de.mp4").write_bytes(data[: len(data) // 2])
-    again = batch.run_batch(rows, out, batch.local_executor(workers=1))
+    again = batch.run_batch(rows, out, executors.local_executor(workers=1))
     status = {result.row: result.status for result in again.results}
     assert status == {2: "skipped", 3: "invalid", 4: "failed", 5: "done"}
     assert (out / "photo_fr.mp4").stat().st_mtime_ns == finished
@@ -298,7 +298,7 @@ def local_ray():
 def test_ray_batch_runs_the_same_jobs(tmp_path, media, local_ray):
     out = tmp_path / "out"
     rows = batch.validate_rows(batch.read_manifest(sample_manifest(media, tmp_path), out))
-    report = batch.run_batch(rows, out, batch.ray_executor(threads=1))
+    report = batch.run_batch(rows, out, executors.ray_executor(threads=1))
     assert report.backend == "ray" and report.workers == 2
     check_first_run(report, out)
     assert local_ray.is_initialized()  # a Ray the caller started is the caller's to stop

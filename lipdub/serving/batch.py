@@ -9,8 +9,8 @@ So a batch here is:
   that a typo in row 7 is reported before hours of work and the other rows still run;
 - one job function, `run_job`, which dubs a single row and never raises for a user's mistake (its
   `RowResult` carries the one-line `LipdubError` instead), so a failing row cannot stop the rest;
-- an executor that runs that same function either in a local process pool (`LocalExecutor`) or
-  as Ray tasks (`RayExecutor`): the backend changes where the function runs, nothing else;
+- an executor (`lipdub.serving.executors`) that runs that same function either in a local process
+  pool or as Ray tasks: the backend changes where the function runs, nothing else;
 - resume by looking at the outputs themselves (`finished_output` opens each one with PyAV), so
   there is no state file to lose or to disagree with the folder.
 
@@ -26,14 +26,14 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
 
 from pydantic import ValidationError
 
 from lipdub.errors import LipdubError
+from lipdub.serving.executors import Executor
 from lipdub.serving.options import JobOptions, one_line
 
 logger = logging.getLogger(__name__)
@@ -319,6 +319,11 @@ def run_job(job: Job) -> RowResult:
     return RowResult(job.row, job.output, "done", frames=result.frames, seconds=time.perf_counter() - start)
 
 
+def _crashed(job: Job, reason: str) -> RowResult:
+    """The result of a job whose worker died before returning one."""
+    return RowResult(job.row, job.output, "failed", error=reason)
+
+
 def limit_threads(threads: int) -> None:
     """Cap this process's torch and OpenCV thread pools (a worker shares the machine with others)."""
     threads = max(1, int(threads))
@@ -330,153 +335,6 @@ def limit_threads(threads: int) -> None:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
-
-
-# --------------------------------------------------------------------------------------------
-# Executors: the same job function, in local processes or as Ray tasks
-
-
-class Executor(Protocol):
-    """Runs `run_job` on many jobs and yields results as they finish (in any order)."""
-
-    name: str
-    workers: int  # jobs running at once
-    threads: int  # CPU threads each job may use
-
-    def map_unordered(self, fn: Callable[[Job], RowResult], jobs: Sequence[Job]) -> Iterator[RowResult]: ...
-
-    def close(self) -> None: ...
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-#: Threads one dub uses well: the pipeline decodes and encodes in background threads beside the
-#: rendering, so a job keeps about two cores busy; more jobs side by side beat more threads per job.
-THREADS_PER_JOB = 2
-
-
-def plan_workers(jobs: int, cpus: int | None = None, workers: int | None = None,
-                 threads: int | None = None) -> tuple[int, int]:
-    """(workers, threads per worker) so that workers × threads ≈ the CPUs, never more workers than jobs.
-
-    By default a worker per `THREADS_PER_JOB` cores; given ``workers``, the cores are shared among
-    them; given ``threads``, as many workers as fit. No more workers than jobs (an idle worker still
-    costs its memory); the cores of workers left out go to the others unless ``threads`` was given.
-    """
-    cpus = cpus or usable_cpus()
-    if workers is None:
-        workers = max(1, cpus // (threads or THREADS_PER_JOB))
-    workers = max(1, min(workers, max(jobs, 1)))
-    return workers, threads or max(1, cpus // workers)
-
-
-class LocalExecutor:
-    """A `concurrent.futures.ProcessPoolExecutor` (spawned processes: torch and fork do not mix)."""
-
-    name = "local"
-
-    def __init__(self, workers: int, threads: int) -> None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        self.workers = workers
-        self.threads = threads
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-        self._futures: list = []
-
-    def map_unordered(self, fn: Callable[[Job], RowResult], jobs: Sequence[Job]) -> Iterator[RowResult]:
-        from concurrent.futures import as_completed
-
-        futures = {self._pool.submit(fn, job): job for job in jobs}
-        self._futures.extend(futures)
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                yield future.result()
-            except Exception as exc:  # noqa: BLE001 - the worker died (killed, out of memory)
-                yield RowResult(job.row, job.output, "failed", error=f"worker failed: {type(exc).__name__}: {exc}")
-
-    def close(self) -> None:
-        """Wait for the workers; after an interruption (Ctrl-C), stop them instead.
-
-        A pool shut down normally runs every job already handed to a worker to its end, so a
-        Ctrl-C would still wait for (and write) the next dub; unfinished work means the batch was
-        interrupted, and its workers are terminated (their outputs only appear complete, by rename).
-        """
-        if all(future.done() for future in self._futures):
-            self._pool.shutdown(wait=True)
-            return
-        terminate = getattr(self._pool, "terminate_workers", None)  # Python 3.14+
-        if terminate is not None:
-            terminate()
-            return
-        processes = list((getattr(self._pool, "_processes", None) or {}).values())
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.join(timeout=10)
-
-
-class RayExecutor:
-    """The same job function as Ray tasks, each reserving ``threads`` CPUs of the cluster.
-
-    ``address=None`` starts a local Ray for this batch (and stops it at the end); otherwise it
-    connects to a running cluster (``"auto"`` or ``"ray://host:10001"``), whose nodes need lipdub
-    installed and must see the input and output paths (a shared file system). Ray runs offline
-    here: no dashboard, no usage statistics. Workers and threads are planned like the local pool's
-    (`plan_workers`), on the cluster's CPUs.
-    """
-
-    name = "ray"
-
-    def __init__(self, address: str | None, jobs: int, workers: int | None = None, threads: int | None = None,
-                 cpus: int | None = None, log_to_driver: bool = False) -> None:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # read by ray.init: never phone home
-        try:
-            import ray
-        except ImportError:
-            raise LipdubError("Ray is not installed: pip install 'lipdub[serve]'") from None
-        self._ray = ray
-        self._started_here = not ray.is_initialized()
-        if self._started_here:
-            kwargs = dict(include_dashboard=False, log_to_driver=log_to_driver, configure_logging=False)
-            if address is None:
-                kwargs["num_cpus"] = cpus or usable_cpus()
-            try:
-                ray.init(address=address, **kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise LipdubError(f"cannot start or reach Ray at {address or 'local'}: {str(exc).splitlines()[0]}") from None
-        total = int(ray.cluster_resources().get("CPU", 1))
-        self.workers, self.threads = plan_workers(jobs, total, workers, threads)
-        self.threads = min(self.threads, total)
-
-    def map_unordered(self, fn: Callable[[Job], RowResult], jobs: Sequence[Job]) -> Iterator[RowResult]:
-        ray = self._ray
-        task = ray.remote(fn).options(num_cpus=self.threads, max_retries=0)
-        pending = {task.remote(job): job for job in jobs}
-        try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                job = pending.pop(ready[0])
-                try:
-                    yield ray.get(ready[0])
-                except Exception as exc:  # noqa: BLE001 - the task's worker died
-                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    yield RowResult(job.row, job.output, "failed", error=f"Ray task failed: {reason}")
-        finally:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-
-    def close(self) -> None:
-        if self._started_here:
-            self._ray.shutdown()
 
 
 # --------------------------------------------------------------------------------------------
@@ -558,7 +416,7 @@ def run_batch(
         if progress is not None:
             progress(0, len(jobs), None)
         try:
-            for done, result in enumerate(executor.map_unordered(run_job, jobs), start=1):
+            for done, result in enumerate(executor.map_unordered(run_job, jobs, _crashed), start=1):
                 results[result.row] = result
                 if result.status == "failed":
                     logger.warning("row %d failed: %s", result.row, result.error)
@@ -570,18 +428,6 @@ def run_batch(
     output_dir.mkdir(parents=True, exist_ok=True)
     write_summary(report, output_dir / SUMMARY_NAME)
     return report
-
-
-def local_executor(workers: int | None = None, threads: int | None = None,
-                   cpus: int | None = None) -> Callable[[int], Executor]:
-    """A factory for `run_batch`: a process pool sized by `plan_workers`."""
-    return lambda jobs: LocalExecutor(*plan_workers(jobs, cpus, workers, threads))
-
-
-def ray_executor(address: str | None = None, workers: int | None = None, threads: int | None = None,
-                 cpus: int | None = None, log_to_driver: bool = False) -> Callable[[int], Executor]:
-    """A factory for `run_batch`: Ray tasks (a local Ray started for the batch when no address)."""
-    return lambda jobs: RayExecutor(address, jobs, workers, threads, cpus, log_to_driver)
 
 
 # --------------------------------------------------------------------------------------------
