@@ -394,6 +394,84 @@ def _personalize_generator(clip_dir: Path, base: Optional[Path], staging: Path, 
     return f"generic {result.generic} -> personalised {result.personalized}"
 
 
+@app.command()
+def batch(
+    inputs: Optional[list[Path]] = typer.Argument(
+        None, help="A manifest CSV (columns face, audio, output and option columns such as length_mode, face_index, "
+        "engine; paths relative to the manifest's folder). With --face: the speech tracks instead.",
+    ),
+    output_dir: Path = typer.Option(..., "--output", "-o", help="Folder for the outputs and batch-summary.csv (created if needed)."),
+    face: Optional[Path] = typer.Option(None, "--face", help="Shorthand: dub this video or photo with each speech track given (talk.mp4 + fr.wav -> talk_fr.mp4)."),
+    options: Optional[str] = typer.Option(None, "--options", help='Options of every row as JSON, e.g. \'{"length_mode": "cut"}\'; manifest cells override them.'),
+    profiles: Optional[Path] = typer.Option(None, "--profiles", help="Folder of personalisation profiles that the profile column names."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Jobs at once (default: one per two CPU cores, at most one per row)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads per job (default: the cores divided among the workers)."),
+    use_ray: bool = typer.Option(False, "--ray", help="Run the jobs as Ray tasks on a local Ray started for this batch."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Run the jobs as Ray tasks on this running cluster ('auto', 'ray://HEAD:10001')."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table, errors only."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details of every job."),
+) -> None:
+    """Dub many videos: one job per manifest row, resumable, locally or on Ray; a summary at the end.
+
+    Finished outputs are skipped (each is opened to check it is complete); a failing row is reported and the others go on; the exit code is non-zero if any row failed.
+    """
+    _configure_logging(quiet, verbose, progress_log=verbose)
+    from lipdub.serving import batch as batching
+    from lipdub.serving import executors
+    from lipdub.serving.options import JobOptions
+
+    defaults = JobOptions.parse(options)
+    inputs = inputs or []
+    if face is not None:
+        rows = batching.rows_for_tracks(face, inputs, output_dir, defaults)
+    elif len(inputs) == 1:
+        rows = batching.read_manifest(inputs[0], output_dir, defaults)
+    else:
+        raise LipdubError("give one manifest CSV, or --face VIDEO and one or more speech tracks")
+    if use_ray or ray_address:
+        factory = executors.ray_executor(ray_address, workers, threads, log_to_driver=verbose)
+    else:
+        factory = executors.local_executor(workers, threads)
+    rows = batching.validate_rows(rows)
+    for row in rows:
+        if row.error:
+            stderr.print(f"row {row.row}: invalid: {row.error}", highlight=False, soft_wrap=True)
+    if quiet:
+        report = batching.run_batch(rows, output_dir, factory, profiles)
+    else:
+        columns = (TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(), TextColumn("jobs"),
+                   TextColumn("{task.fields[frames]} frames"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+        with Progress(*columns, console=stderr) as bar:
+            task = bar.add_task("batch", total=None, frames=0)
+
+            def advance(done: int, total: int, result) -> None:
+                frames = bar.tasks[0].fields["frames"] + (result.frames if result is not None else 0)
+                bar.update(task, completed=done, total=total, frames=frames)
+
+            report = batching.run_batch(rows, output_dir, factory, profiles, progress=advance)
+        _print_batch_table(report)
+    if report.failed:
+        raise LipdubError(f"{len(report.failed)} of {len(report.results)} rows failed (see {output_dir / batching.SUMMARY_NAME})")
+
+
+def _print_batch_table(report) -> None:
+    from rich.table import Table
+
+    from lipdub.serving.batch import summary_rows
+
+    table = Table(title=f"lipdub batch: {report.jobs_done} dubbed in {report.seconds:.0f} s on {report.backend} "
+                  f"({report.workers} worker{'s' if report.workers != 1 else ''})", title_justify="left")
+    styles = {"done": "green", "skipped": "cyan", "failed": "red", "invalid": "red"}
+    for name, justify in (("row", "right"), ("output", "left"), ("status", "left"), ("frames", "right"),
+                          ("seconds", "right"), ("fps", "right"), ("error", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for row in summary_rows(report):
+        row["output"] = Path(row["output"]).name
+        row["status"] = f"[{styles.get(row['status'], '')}]{row['status']}[/]"
+        table.add_row(*row.values())
+    stderr.print(table)
+
+
 @app.command(name="eval-set")
 def evaluate_set_command(
     sources: list[Path] = typer.Argument(..., help="Real talking clips (files or folders) with their own synchronous speech."),
