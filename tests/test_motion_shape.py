@@ -106,6 +106,9 @@ def test_frame_windows_centre_and_silence_padding():
     np.testing.assert_array_equal(windows[0, 0], [-4, -4, 0, 1, 2])
     causal = frame_windows(mel, frames=3, fps=40.0, columns=5, lookahead=1)
     np.testing.assert_array_equal(causal[2, 0], [1, 2, 3, 4, 5])
+    # a chunk of frames is the same slice of the whole
+    whole = frame_windows(mel, frames=60, fps=40.0, columns=5)
+    np.testing.assert_array_equal(frame_windows(mel, frames=50, fps=40.0, columns=5, first=20), whole[20:50])
 
 
 def test_normalise_mel_removes_a_constant_band_offset():

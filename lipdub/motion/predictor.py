@@ -91,15 +91,16 @@ class MotionMember:
         mel = normalise_mel(raw_mel, standardise=recipe.get("standardise_mel", False)) \
             if recipe.get("normalise_mel", True) else raw_mel
         lookahead = recipe.get("lookahead", 8) if recipe.get("causal", False) else None
-        windows = frame_windows(mel, frames, fps, MEL, WINDOW_COLUMNS, lookahead=lookahead)
         self.network.eval()
         coefficients = []
         with torch.no_grad():
-            # Chunks of 1000 frames (40 s at 25 fps) with 50 frames of context each side.
+            # Chunks of 1000 frames (40 s at 25 fps) with 50 frames of context each side; only a
+            # chunk's windows are ever in memory.
             step, context = 1000, 50
             for start in range(0, frames, step):
                 lo, hi = max(0, start - context), min(frames, start + step + context)
-                out = self.network(torch.from_numpy(windows[lo:hi])[None])[0].numpy()
+                windows = frame_windows(mel, hi, fps, MEL, WINDOW_COLUMNS, lookahead=lookahead, first=lo)
+                out = self.network(torch.from_numpy(windows)[None])[0].numpy()
                 coefficients.append(out[start - lo: start - lo + min(step, frames - start)])
         return self.basis.decode(np.concatenate(coefficients))
 
