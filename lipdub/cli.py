@@ -770,6 +770,8 @@ def main(argv: list[str] | None = None) -> None:
             code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
             if isinstance(exit_.code, str):
                 stderr.print(exit_.code)
+            elif code == 130:  # click turns Ctrl-C inside a command into exit 130, silently
+                stderr.print("lipdub: interrupted")
     sys.exit(code)
 
 
