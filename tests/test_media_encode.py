@@ -3,6 +3,7 @@
 import os
 import stat
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -268,3 +269,20 @@ def test_no_frames_is_an_error_and_leaves_nothing(tmp_path):
     with pytest.raises(LipdubError, match="no frames"):
         writer.close()
     assert leftovers(tmp_path) == []
+
+
+def test_rgb_to_yuv420p_matches_ffmpeg_swscale():
+    """OpenCV's conversion (six times faster) against FFmpeg's, on a real photo."""
+    import cv2
+
+    from lipdub.media.encode import rgb_to_yuv420p
+
+    photo = cv2.imread(str(Path(__file__).resolve().parents[1] / "lipdub" / "assets" / "sample_face.jpg"))
+    image = np.ascontiguousarray(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)[:320, :320])
+    ours = rgb_to_yuv420p(image).to_ndarray().astype(int)
+    theirs = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p").to_ndarray().astype(int)
+    assert ours.shape == theirs.shape == (480, 320)
+    difference = np.abs(ours - theirs)
+    assert difference[:320].max() <= 1  # luma: the same BT.601 limited-range arithmetic
+    # chroma: the same matrix, a slightly different subsampling filter (shows only at sharp edges)
+    assert difference[320:].mean() < 0.5
