@@ -95,7 +95,12 @@ def test_frozen_mouth_has_no_aperture_correlation(tmp_path, judge):
 
     frozen = rewrite(clip, tmp_path / "frozen.mp4", freeze)
     report = evaluate(frozen, tmp_path / "report", audio=clip, reference=clip)
-    assert abs(report["mouth"]["aperture_correlation"]) < 0.1
+    mouth = report["mouth"]
+    # The frozen mouth's opening is flat (tracker noise only)...
+    assert np.nanstd(mouth["aperture_generated"]) < 0.01 * np.nanstd(mouth["aperture_reference"])
+    # ...so its r with the real mouth is the correlation of noise: over 75 frames |r| stays within
+    # ~3 standard errors (1 / sqrt(75) = 0.115); seen -0.13 and ~0 with two encoders' noise.
+    assert abs(mouth["aperture_correlation"]) < 0.35
 
 
 def test_blurred_mouth_is_less_sharp(tmp_path, judge):
