@@ -90,17 +90,20 @@ def main() -> None:
             video, speech = tmp / f"video_{seconds:g}.mp4", tmp / f"speech_{seconds:g}.wav"
             make_input(args.source, SIZES[args.size], seconds, video)
             write_long_speech(args.audio, seconds, speech)
-            child = subprocess.run(
-                [sys.executable, str(throughput), "--child", str(video), str(speech), str(checkpoint), str(tmp / "out.mp4")],
-                capture_output=True, text=True,
-            )
-            if child.returncode != 0:
-                print(child.stderr[-2000:], file=sys.stderr)
-                sys.exit(f"run failed for {seconds:g} s")
-            figures = json.loads(child.stdout.strip().splitlines()[-1])
+            figures = child_figures([str(throughput), "--child", str(video), str(speech), str(checkpoint),
+                                     str(tmp / "out.mp4")], seconds)
             print(f"{seconds:6.0f} s  {figures['frames']:6d} frames  peak RSS {figures['peak_rss_mib']:7.0f} MiB  "
                   f"end-to-end {figures['end_to_end_fps']:5.1f} fps")
             video.unlink()
+
+
+def child_figures(arguments: list[str], seconds: float) -> dict:
+    """Run one measurement in a fresh Python (so its peak RSS is that run's alone); its JSON figures."""
+    child = subprocess.run([sys.executable, *arguments], capture_output=True, text=True)
+    if child.returncode != 0:
+        print(child.stderr[-2000:], file=sys.stderr)
+        sys.exit(f"run failed for {seconds:g} s")
+    return json.loads(child.stdout.strip().splitlines()[-1])
 
 
 def photo_mode(args: argparse.Namespace) -> None:
@@ -117,15 +120,8 @@ def photo_mode(args: argparse.Namespace) -> None:
             speech = tmp / f"speech_{seconds:g}.wav"
             write_long_speech(audio, seconds, speech)
             start = time.perf_counter()
-            child = subprocess.run(
-                [sys.executable, __file__, "--child-photo", str(assets / "sample_face.jpg"), str(speech),
-                 str(tmp / "out.mp4"), str(args.photo_fps)],
-                capture_output=True, text=True,
-            )
-            if child.returncode != 0:
-                print(child.stderr[-2000:], file=sys.stderr)
-                sys.exit(f"run failed for {seconds:g} s")
-            figures = json.loads(child.stdout.strip().splitlines()[-1])
+            figures = child_figures([__file__, "--child-photo", str(assets / "sample_face.jpg"), str(speech),
+                                     str(tmp / "out.mp4"), str(args.photo_fps)], seconds)
             print(f"{seconds / 60:6.1f} min speech  {figures['frames']:6d} frames  peak RSS {figures['peak_rss_mib']:7.0f} MiB  "
                   f"wall {time.perf_counter() - start:6.1f} s")
             speech.unlink()

@@ -18,13 +18,10 @@ class ZeroMotion:
     name = "zero"
     default_scale = 0.3
 
-    def predict(self, samples, frames, fps):
+    def predict_with_gate(self, samples, frames, fps):
         from lipdub.motion.shape import MOTION_POINTS
 
-        return np.zeros((frames, len(MOTION_POINTS), 2))
-
-    def gate(self, samples, frames, fps):
-        return np.zeros(frames)  # every frame a pause
+        return np.zeros((frames, len(MOTION_POINTS), 2)), np.zeros(frames)  # every frame a pause
 
 
 def _prepared(path, predictor, seconds=None):

@@ -193,13 +193,13 @@ class MotionEngine:
         self._bank_frames = np.array([j for j, _ in self._bank], np.int64)
         self._pose = self._canonical[:, list(POSE_POINTS)].reshape(count, -1)
 
-        motion = self.predictor.predict(plan.speech, frames, plan.fps)
+        motion, gate = self.predictor.predict_with_gate(plan.speech, frames, plan.fps)
         targets = target_shapes(rest[self._sources], motion, self.scale)
         if not plan.is_photo:
             targets = keep_slow_expression(targets, smoothed_shapes[self._sources], plan.fps)
         self.use_targets(targets)
         if not plan.is_photo:
-            self.hold_pauses(self.predictor.gate(plan.speech, frames, plan.fps))
+            self.hold_pauses(gate)
 
     def hold_pauses(self, gate: np.ndarray) -> None:
         """Give every pause of the speech (``gate`` shut, `lipdub.render.hold`) one hold frame."""

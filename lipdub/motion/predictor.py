@@ -123,23 +123,21 @@ class MotionPredictor:
 
     def predict(self, samples: np.ndarray, frames: int, fps: float) -> np.ndarray:
         """(frames, P, 2) speech motion in articulation units (multiply by a speaker's scale)."""
+        return self.predict_with_gate(samples, frames, fps)[0]
+
+    def predict_with_gate(self, samples: np.ndarray, frames: int, fps: float) -> tuple[np.ndarray, np.ndarray]:
+        """`predict`'s motion and the (frames,) speech gate it applied (0 where the speech pauses,
+        1 where it speaks), from one mel spectrogram of the track."""
         samples = np.asarray(samples, np.float32)
         if samples.size == 0:
             raise LipdubError("the audio has no samples")
         if frames <= 0:
-            return np.zeros((0, len(MOTION_POINTS), 2))
+            return np.zeros((0, len(MOTION_POINTS), 2)), np.zeros(0)
         raw = melspectrogram(samples, MEL)
         motion = np.mean([member.motion(raw, frames, fps) for member in self.members], axis=0)
         motion = self.gain * gaussian_smooth(motion, self.smoothing)
         gate = speech_gate(frame_loudness(raw, frames, fps))
-        return (motion * gate[:, None]).reshape(frames, len(MOTION_POINTS), 2)
-
-    def gate(self, samples: np.ndarray, frames: int, fps: float) -> np.ndarray:
-        """(frames,) the speech gate `predict` applies: 0 where the speech pauses, 1 where it speaks."""
-        samples = np.asarray(samples, np.float32)
-        if samples.size == 0 or frames <= 0:
-            return np.zeros(max(0, frames))
-        return speech_gate(frame_loudness(melspectrogram(samples, MEL), frames, fps))
+        return (motion * gate[:, None]).reshape(frames, len(MOTION_POINTS), 2), gate
 
 
 def member_from_state(state: dict) -> MotionMember:
