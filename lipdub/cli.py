@@ -367,7 +367,8 @@ def _personalize_motion(clip_dir: Path, base: Optional[Path], staging: Path, ste
     predictor = load_motion_model(base)
     recipe = MotionRecipe(**{k: v for k, v in predictor.members[0].recipe.items() if k in MotionRecipe.__dataclass_fields__})
     (row,) = [r for r in read_clips_table(clip_dir.parent.parent) if r["clip_id"] == clip_dir.name]
-    clip = load_motion_clip(clip_dir, row, recipe)
+    also = sorted({member.features for member in predictor.members} - {recipe.features})
+    clip = load_motion_clip(clip_dir, row, recipe, also=also)
     if clip is None:
         raise LipdubError(f"cannot personalise on {video}: no usable speech or face track")
     result = personalize_motion(clip, predictor.members, steps=steps)

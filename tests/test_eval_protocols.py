@@ -178,6 +178,19 @@ def test_face_track_landmark_array_keeps_frames_without_a_face_as_nan():
     assert points.shape == (2, 478, 2) and np.isnan(points[0]).all() and (points[1] == 1.0).all()
 
 
+def test_face_track_measures_face_mesh_points_not_the_smoothed_ones():
+    """The judge reads what Face Mesh measured: the tracker's causal smoothing would delay it."""
+    from types import SimpleNamespace
+
+    from lipdub.eval.report import FaceTrack
+
+    track = FaceTrack(fps=25.0)
+    track.add(SimpleNamespace(landmarks=np.ones((478, 2), np.float32), raw_landmarks=np.full((478, 2), 2.0, np.float32)))
+    track.add(SimpleNamespace(landmarks=np.ones((478, 2), np.float32), raw_landmarks=None))
+    points = track.landmark_array()
+    assert (points[0] == 2.0).all() and (points[1] == 1.0).all()
+
+
 @pytest.mark.slow
 def test_video_protocol_on_a_real_clip(tmp_path, random_checkpoint):
     """Mechanics only (random generator weights): every figure is filled in and within its range,

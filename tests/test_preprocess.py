@@ -248,6 +248,10 @@ def test_saved_landmarks_load_back_as_frames_points_xy(tmp_path):
     np.testing.assert_array_equal(back, quantize_points(points))
     np.testing.assert_array_equal(back_valid, valid)
     assert np.abs(back.astype(np.float64) - points).max() <= 1 / 16 + 1e-9
+    save_landmarks(tmp_path / "m.npz", points, valid, measured=points + 0.5)
+    with np.load(tmp_path / "m.npz") as npz:
+        assert "measured" not in np.load(tmp_path / "l.npz").files
+        np.testing.assert_array_equal(npz["measured"], quantize_points(points + 0.5))
 
 
 def test_fill_regions_repeats_last_known_and_backfills_the_start():
@@ -333,6 +337,16 @@ def test_real_clip_end_to_end(shared, tmp_path):
     assert inside.min() >= -2 and inside.max() <= 98
     # The face fills the crop: its points span most of it.
     assert np.ptp(inside[..., 0], axis=1).mean() > 40
+    # Face Mesh's own points ride beside the smoothed ones; the smoothed mouth opens a frame late.
+    with np.load(folder / "landmarks.npz") as npz:
+        measured = npz["measured"]
+    assert measured.shape == points.shape and measured.dtype == np.float16
+    gap = np.abs(measured[valid].astype(np.float32) - inside)
+    assert 0.0 < gap.mean() < 1.5
+    from lipdub.eval.mouth import aperture_correlation, mouth_aperture
+
+    delay = aperture_correlation(mouth_aperture(inside), mouth_aperture(measured[valid].astype(np.float32)), max_lag=3)
+    assert delay.lag >= 1 and delay.r > 0.8
 
     # Again, with a broken file beside it: the clip is reused, the broken one is listed.
     (src / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)

@@ -48,13 +48,24 @@ class FaceTrack:
     fps: float
     frames: int = 0
     found: list[bool] = field(default_factory=list)
-    landmarks: list[np.ndarray | None] = field(default_factory=list)  # (478, 2) frame pixels
+    landmarks: list[np.ndarray | None] = field(default_factory=list)  # (478, 2) frame pixels, as measured
 
     def add(self, face) -> None:
-        """Record one frame's tracked face (None when no face was found)."""
+        """Record one frame's tracked face (None when no face was found).
+
+        The judge keeps what Face Mesh measured on the frame (``raw_landmarks``), not the
+        tracker's One-Euro-smoothed points: that filter is causal and lags a fast mouth by one or
+        two frames, so measuring with it would delay every output against its audio (and a model
+        trained on smoothed points learns that delay). Crops for the sync judge still follow the
+        smoothed box.
+        """
         self.frames += 1
         self.found.append(face is not None)
-        self.landmarks.append(None if face is None else face.landmarks.astype(np.float32))
+        if face is None:
+            self.landmarks.append(None)
+            return
+        measured = face.landmarks if getattr(face, "raw_landmarks", None) is None else face.raw_landmarks
+        self.landmarks.append(np.asarray(measured, np.float32))
 
     def landmark_array(self) -> np.ndarray:
         """(frames, 478, 2) float64 landmarks, NaN in the frames without a face.

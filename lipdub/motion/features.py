@@ -9,6 +9,12 @@ or a window ending `lookahead` columns after the frame for streaming.
 `normalise_mel` removes the recording's spectral tilt (microphone, room, codec) by subtracting each
 band's mean over the louder half of the columns: a level that is constant over a clip says nothing
 about the mouth, and the corpus mixes studio, TV, phone and webcam audio.
+
+The alternative front end (recipe ``features="whisper"``, the ``lipdub[whisper]`` extra) reads
+frozen Whisper tiny.en encoder states (`lipdub.media.speech_encoder`: 384 channels, 50 per
+second, state j centred at 0.02 * j s) through the same `frame_windows`, with
+``columns_per_second=WHISPER_COLUMNS_PER_SECOND``, `WHISPER_WINDOW_COLUMNS` (0.62 s) and edge
+fill `WHISPER_FILL`; neither `normalise_mel` nor the mel gain jitter applies to them.
 """
 
 from __future__ import annotations
@@ -20,6 +26,12 @@ from lipdub.media.features import MelConfig
 WINDOW_COLUMNS = 49
 #: Value of a silent column in Wav2Lip's normalised mel (-max_abs_value).
 SILENCE = -4.0
+
+FEATURES = ("mel", "whisper")
+WHISPER_CHANNELS = 384
+WHISPER_COLUMNS_PER_SECOND = 50.0
+WHISPER_WINDOW_COLUMNS = 31  # 0.62 s of encoder states centred on the frame
+WHISPER_FILL = 0.0
 
 
 def normalise_mel(mel: np.ndarray, standardise: bool = False) -> np.ndarray:
@@ -39,24 +51,76 @@ def normalise_mel(mel: np.ndarray, standardise: bool = False) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def window_index(frames: int, fps: float, columns_per_second: float, columns: int = WINDOW_COLUMNS,
+                 lookahead: int | None = None, first: int = 0) -> np.ndarray:
+    """(frames - first, columns) int64: the feature column each window position of frames
+    first..frames-1 reads (may fall outside the track: the caller fills those).
+
+    Frame t sits at column c = round(t * columns_per_second / fps) (column j is centred at time
+    j / columns_per_second). Centred windows cover c - columns // 2 .. c + columns // 2; with
+    ``lookahead`` = L they end at c + L instead (causal up to L columns).
+    """
+    centres = np.round(np.arange(first, frames) * columns_per_second / fps).astype(np.int64)
+    last = centres + (columns // 2 if lookahead is None else lookahead)
+    return last[:, None] - np.arange(columns - 1, -1, -1)[None, :]
+
+
+def gather_windows(track: np.ndarray, index: np.ndarray, fill: float, dtype=np.float32) -> np.ndarray:
+    """(len(index), C, columns) windows of the (C, S) ``track`` at ``index``; ``fill`` outside it."""
+    track = np.asarray(track)
+    padded = np.concatenate([track, np.full((track.shape[0], 1), fill, track.dtype)], axis=1)
+    outside = (index < 0) | (index >= track.shape[1])
+    index = np.where(outside, track.shape[1], index)
+    return np.ascontiguousarray(padded[:, index].transpose(1, 0, 2), dtype=dtype)
+
+
 def frame_windows(mel: np.ndarray, frames: int, fps: float, config: MelConfig = MelConfig(),
                   columns: int = WINDOW_COLUMNS, lookahead: int | None = None,
-                  fill: float = SILENCE, first: int = 0) -> np.ndarray:
-    """(frames - first, 80, columns) float32: the mel window of every video frame first..frames-1
+                  fill: float = SILENCE, first: int = 0, columns_per_second: float | None = None) -> np.ndarray:
+    """(frames - first, C, columns) float32: the feature window of every video frame first..frames-1
     (``first`` lets a long track be windowed a chunk at a time: 16 KB a frame adds up to 1.4 GB an
     hour at 25 fps).
 
-    Frame t sits at column c = round(t * columns_per_second / fps) (column j is centred on sample
-    j * hop). Centred windows cover c - columns // 2 .. c + columns // 2; with ``lookahead`` = L
-    they end at c + L instead (causal up to L columns). Columns outside the spectrogram are
-    ``fill`` (silence), so the first and last frames hear the silence that is really there.
+    ``mel`` is any (C, S) track of evenly spaced columns, ``columns_per_second`` of them (default:
+    the mel's, ``config.sample_rate / config.hop_length`` = 80, column j centred on sample j * hop;
+    Whisper states: 50). Columns outside the track are ``fill`` (silence for the mel), so the first
+    and last frames hear the silence that is really there. See `window_index`.
     """
-    mel = np.asarray(mel, np.float32)
-    per_second = config.sample_rate / config.hop_length
-    centres = np.round(np.arange(first, frames) * per_second / fps).astype(np.int64)
-    last = centres + (columns // 2 if lookahead is None else lookahead)
-    index = last[:, None] - np.arange(columns - 1, -1, -1)[None, :]  # (frames, columns)
-    padded = np.concatenate([mel, np.full((mel.shape[0], 1), fill, np.float32)], axis=1)
-    outside = (index < 0) | (index >= mel.shape[1])
-    index = np.where(outside, mel.shape[1], index)
-    return np.ascontiguousarray(padded[:, index].transpose(1, 0, 2))
+    if columns_per_second is None:
+        columns_per_second = config.sample_rate / config.hop_length
+    index = window_index(frames, fps, columns_per_second, columns, lookahead, first)
+    return gather_windows(np.asarray(mel, np.float32), index, fill)
+
+
+class StateWindows:
+    """Per-frame windows of one (C, S) feature track, gathered when indexed.
+
+    A Whisper window is 384 x 31 values (24 KB a frame in float16): the corpus' windows would not
+    fit in memory, its states (C x S, 50 a second) do. Indexing with a slice or index array gives
+    float32 windows like `frame_windows`'s.
+    """
+
+    def __init__(self, track: np.ndarray, index: np.ndarray, fill: float):
+        self.track = np.asarray(track, np.float16)
+        self.index = index
+        self.fill = fill
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.index), self.track.shape[0], self.index.shape[1])
+
+    def __getitem__(self, key) -> np.ndarray:
+        return gather_windows(self.track, self.index[key], self.fill)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        windows = self[:]
+        return windows if dtype is None else windows.astype(dtype)
+
+
+def whisper_windows(states: np.ndarray, frames: int, fps: float) -> StateWindows:
+    """Lazy (frames, 384, 31) windows of (S, 384) Whisper encoder states, centred on each frame."""
+    index = window_index(frames, fps, WHISPER_COLUMNS_PER_SECOND, WHISPER_WINDOW_COLUMNS)
+    return StateWindows(np.asarray(states).T, index, WHISPER_FILL)

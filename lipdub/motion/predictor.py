@@ -1,8 +1,9 @@
 """Speech -> lower-face motion for every output frame, with the trained lip motion model.
 
 `MotionPredictor` wraps the network, its PCA basis and the recipe its features were made with
-(normalisation, window, causal look-ahead), all read from one checkpoint, so a caller only hands
-over 16 kHz samples and a frame rate. Its output is motion in *articulation units* (the speaker's
+(log-mel or frozen Whisper encoder states, normalisation, window, causal look-ahead), all read
+from one checkpoint, so a caller only hands over 16 kHz samples and a frame rate. A member trained
+on Whisper states (recipe ``features="whisper"``) needs the ``lipdub[whisper]`` extra. Its output is motion in *articulation units* (the speaker's
 scale divides it out in training); `lipdub.motion.transfer` multiplies the speaker's scale back in.
 
 Silence gives the rest shape, by construction rather than by hope: the predicted motion is
@@ -27,7 +28,8 @@ from lipdub.errors import LipdubError
 from lipdub.fileio import AtomicFile
 from lipdub.media.features import MelConfig, melspectrogram
 from lipdub.models.lip_motion import LipMotionNet
-from lipdub.motion.features import WINDOW_COLUMNS, frame_windows, normalise_mel
+from lipdub.motion.features import (FEATURES, SILENCE, WHISPER_CHANNELS, WHISPER_COLUMNS_PER_SECOND, WHISPER_FILL,
+                                    WHISPER_WINDOW_COLUMNS, WINDOW_COLUMNS, frame_windows, normalise_mel)
 from lipdub.motion.shape import MOTION_POINTS, MotionBasis
 
 logger = logging.getLogger(__name__)
@@ -77,6 +79,28 @@ def gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
+class SpeechFeatures:
+    """One speech track's feature tracks, each computed once however many members read it.
+
+    The raw mel is always made (the speech gate reads it); Whisper states only when a member asks,
+    through the predictor's encoder (loaded once per predictor, not per call).
+    """
+
+    def __init__(self, samples: np.ndarray, whisper_encoder=None):
+        self.samples = samples
+        self.raw_mel = melspectrogram(samples, MEL)
+        self._whisper_encoder = whisper_encoder
+        self._whisper: np.ndarray | None = None
+
+    def whisper(self) -> np.ndarray:
+        """(384, S) Whisper tiny.en states of the whole track, 50 a second."""
+        if self._whisper is None:
+            if self._whisper_encoder is None:
+                raise LipdubError("this motion model reads Whisper features, but no encoder was loaded")
+            self._whisper = np.asarray(self._whisper_encoder().features(self.samples), np.float32).T
+        return self._whisper
+
+
 @dataclass
 class MotionMember:
     """One trained network with the basis and feature recipe it was trained with."""
@@ -85,12 +109,22 @@ class MotionMember:
     basis: MotionBasis
     recipe: dict
 
-    def motion(self, raw_mel: np.ndarray, frames: int, fps: float) -> np.ndarray:
+    @property
+    def features(self) -> str:
+        return self.recipe.get("features", "mel")
+
+    def motion(self, features: SpeechFeatures, frames: int, fps: float) -> np.ndarray:
         """(frames, P * 2) motion in articulation units, before gain, smoothing and gate."""
         recipe = self.recipe
-        mel = normalise_mel(raw_mel, standardise=recipe.get("standardise_mel", False)) \
-            if recipe.get("normalise_mel", True) else raw_mel
-        lookahead = recipe.get("lookahead", 8) if recipe.get("causal", False) else None
+        if self.features == "whisper":
+            track, columns, per_second, fill, lookahead = (features.whisper(), WHISPER_WINDOW_COLUMNS,
+                                                           WHISPER_COLUMNS_PER_SECOND, WHISPER_FILL, None)
+        else:
+            raw_mel = features.raw_mel
+            track = normalise_mel(raw_mel, standardise=recipe.get("standardise_mel", False)) \
+                if recipe.get("normalise_mel", True) else raw_mel
+            columns, per_second, fill = WINDOW_COLUMNS, None, SILENCE
+            lookahead = recipe.get("lookahead", 8) if recipe.get("causal", False) else None
         self.network.eval()
         coefficients = []
         with torch.no_grad():
@@ -99,7 +133,8 @@ class MotionMember:
             step, context = 1000, 50
             for start in range(0, frames, step):
                 lo, hi = max(0, start - context), min(frames, start + step + context)
-                windows = frame_windows(mel, hi, fps, MEL, WINDOW_COLUMNS, lookahead=lookahead, first=lo)
+                windows = frame_windows(track, hi, fps, MEL, columns, lookahead=lookahead, fill=fill, first=lo,
+                                        columns_per_second=per_second)
                 out = self.network(torch.from_numpy(windows)[None])[0].numpy()
                 coefficients.append(out[start - lo: start - lo + min(step, frames - start)])
         return self.basis.decode(np.concatenate(coefficients))
@@ -121,6 +156,24 @@ class MotionPredictor:
     gain: float = 1.0
     smoothing: float = 1.0
 
+    def __post_init__(self) -> None:
+        self._encoder = None
+
+    @property
+    def needs_whisper(self) -> bool:
+        return any(member.features == "whisper" for member in self.members)
+
+    def whisper_encoder(self):
+        """The frozen Whisper encoder Whisper members read (loaded on first use)."""
+        if self._encoder is None:
+            from lipdub.media.speech_encoder import INSTALL_HINT, WhisperEncoder
+
+            try:
+                self._encoder = WhisperEncoder()
+            except LipdubError:
+                raise LipdubError(f"motion model {self.name} reads Whisper features: {INSTALL_HINT}") from None
+        return self._encoder
+
     def predict(self, samples: np.ndarray, frames: int, fps: float) -> np.ndarray:
         """(frames, P, 2) speech motion in articulation units (multiply by a speaker's scale)."""
         return self.predict_with_gate(samples, frames, fps)[0]
@@ -133,17 +186,21 @@ class MotionPredictor:
             raise LipdubError("the audio has no samples")
         if frames <= 0:
             return np.zeros((0, len(MOTION_POINTS), 2)), np.zeros(0)
-        raw = melspectrogram(samples, MEL)
-        motion = np.mean([member.motion(raw, frames, fps) for member in self.members], axis=0)
+        features = SpeechFeatures(samples, self.whisper_encoder)
+        motion = np.mean([member.motion(features, frames, fps) for member in self.members], axis=0)
         motion = self.gain * gaussian_smooth(motion, self.smoothing)
-        gate = speech_gate(frame_loudness(raw, frames, fps))
+        gate = speech_gate(frame_loudness(features.raw_mel, frames, fps))
         return (motion * gate[:, None]).reshape(frames, len(MOTION_POINTS), 2), gate
 
 
 def member_from_state(state: dict) -> MotionMember:
     """A `MotionMember` from a training checkpoint's (or an ensemble entry's) dict."""
     recipe = state["recipe"]
-    network = LipMotionNet(recipe["coefficients"], recipe["width"], causal=recipe.get("causal", False))
+    features = recipe.get("features", "mel")
+    if features not in FEATURES:
+        raise ValueError(f"unknown features {features!r}")
+    network = LipMotionNet(recipe["coefficients"], recipe["width"], causal=recipe.get("causal", False),
+                           in_bands=WHISPER_CHANNELS if features == "whisper" else MEL.n_mels)
     network.load_state_dict(state["state_dict"])
     return MotionMember(network, MotionBasis.from_dict(state["basis"]), recipe)
 
@@ -166,6 +223,8 @@ def load_motion_model(name_or_path: str | Path | None = None) -> MotionPredictor
         if not isinstance(state, dict):
             raise TypeError(f"holds a {type(state).__name__}, not a checkpoint dict")
         members = [member_from_state(m) for m in state.get("members", [state])]
+        if any(member.features == "whisper" for member in members):
+            _check_whisper_extra(path)
         return MotionPredictor(path.stem, members, float(state["default_scale"]), gain=float(state.get("gain", 1.0)),
                                smoothing=float(state.get("smoothing", 1.0 if "members" in state else 0.0)))
     except (KeyError, RuntimeError, OSError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as error:
@@ -181,3 +240,17 @@ def save_motion_model(predictor: MotionPredictor, path: Path) -> None:
     with AtomicFile(path, overwrite=True) as handle:
         torch.save({"members": members, "default_scale": predictor.default_scale, "gain": predictor.gain,
                     "smoothing": predictor.smoothing}, handle.file)
+
+
+def _check_whisper_extra(path: Path) -> None:
+    """Fail at load, in one line, when a Whisper-reading model cannot run here (not mid-dub)."""
+    import importlib.util
+
+    from lipdub.media.speech_encoder import INSTALL_HINT, bundled_model_dir
+
+    try:
+        if importlib.util.find_spec("ctranslate2") is None:
+            raise LipdubError("ctranslate2 is missing")
+        bundled_model_dir()
+    except (LipdubError, ImportError, ValueError):
+        raise LipdubError(f"motion model {path.stem} reads Whisper features: {INSTALL_HINT}") from None

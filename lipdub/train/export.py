@@ -97,7 +97,8 @@ def export_motion(run_dirs: Sequence[Path], name: str, description: str = "", sm
         raise LipdubError("the runs were validated on different speakers; ensemble runs of one split only")
     members = [member_from_state(state) for state in states]
     recipe = MotionRecipe(**{k: v for k, v in states[0]["recipe"].items() if k in MotionRecipe.__dataclass_fields__})
-    loaded = load_motion_clips(Path(splits[0]["dataset"]), recipe)
+    also = sorted({member.features for member in members} - {recipe.features})  # a mixed mel + Whisper ensemble
+    loaded = load_motion_clips(Path(splits[0]["dataset"]), recipe, also=also)
     clips = [c for c in loaded if c.split == "train" and c.kind == "real"]
 
     def ensemble(clip):

@@ -10,6 +10,13 @@ track, projected on a PCA basis fitted on the training split, divided by the cli
 scale. The loss is the mean squared error of those coefficients plus, weighted by
 ``aperture_weight``, the error of the mouth opening they imply (the figure users see first).
 
+Features (recipe ``features``): ``"mel"`` (default), the project's log-mel in 0.6 s windows
+(`lipdub.motion.features`), or ``"whisper"``: frozen Whisper tiny.en encoder states
+(`lipdub.media.speech_encoder`, the ``lipdub[whisper]`` extra), 384 channels at 50 a second in
+0.62 s windows, each clip encoded alone (as inference does), cached per clip as
+``<dataset>/features/whisper-tiny.en/<clip_id>.npy``: encoding the corpus takes about 90 s on the
+2 cores.
+
 Validation is by speaker (the dataset's split). The headline figure is the Pearson r between the
 predicted and the real mouth aperture per clip at lag 0, averaged per speaker and then over
 speakers, so that 60 GRID sentences of one man weigh as much as one TV clip; the lag that
@@ -40,7 +47,8 @@ from lipdub.media.audio import is_silent
 from lipdub.media.features import MelConfig, melspectrogram
 from lipdub.models.lip_motion import LipMotionNet
 from lipdub.motion import shape as S
-from lipdub.motion.features import WINDOW_COLUMNS, frame_windows, normalise_mel
+from lipdub.motion.features import (FEATURES, WHISPER_CHANNELS, WINDOW_COLUMNS, frame_windows, normalise_mel,
+                                    whisper_windows)
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +75,25 @@ class MotionRecipe:
     causal: bool = False
     lookahead: int = 8  # mel columns after the frame in the causal variant (100 ms)
     kinds: tuple[str, ...] = ("real", "synthetic")
+    #: Which of the dataset's points are the targets: "measured" (Face Mesh per frame, no lag) or
+    #: "smoothed" (the tracker's causal One-Euro output, one or two frames late on fast lips; what
+    #: runs before this field existed trained on).
+    landmarks: str = "measured"
     eval_every: int = 250
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    features: str = "mel"  # "mel" | "whisper" (frozen Whisper tiny.en states; lipdub[whisper])
 
     def __post_init__(self) -> None:
         self.kinds = tuple(self.kinds)
+        if self.features not in FEATURES:
+            raise LipdubError(f"features must be one of {', '.join(FEATURES)}, not {self.features!r}")
+        if self.features == "whisper" and self.causal:
+            raise LipdubError("Whisper features are offline only (the encoder reads 30 s windows): use causal=false")
+
+    @property
+    def in_bands(self) -> int:
+        return WHISPER_CHANNELS if self.features == "whisper" else MEL.n_mels
 
     @classmethod
     def from_json(cls, path: Path) -> MotionRecipe:
@@ -90,12 +111,23 @@ class MotionClip:
     kind: str
     split: str
     fps: float
-    windows: np.ndarray  # (T, 80, 49) float16
+    windows: np.ndarray  # (T, 80, 49) float16 mel, or (T, 384, 31) `StateWindows` of Whisper states
     shapes: np.ndarray  # (T, P, 2) canonical motion points
     rest: np.ndarray  # (T, P, 2)
     motion: np.ndarray  # (T, P * 2)
     valid: np.ndarray  # (T,) bool
     scale: float
+    features: str = "mel"  # what ``windows`` are
+    #: The same frames' windows of the other feature kinds an ensemble reads ({"whisper": ...}).
+    other_windows: dict = field(default_factory=dict)
+
+    def windows_of(self, features: str):
+        """The windows of feature kind ``features`` (this clip's own kind or one of `other_windows`)."""
+        if features == self.features:
+            return self.windows
+        if features not in self.other_windows:
+            raise LipdubError(f"clip {self.clip_id} was loaded without {features} features")
+        return self.other_windows[features]
 
 
 def clip_shapes(landmarks: np.ndarray, valid: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -118,16 +150,55 @@ def audio_windows(samples: np.ndarray, frames: int, fps: float, recipe: MotionRe
     return frame_windows(mel, frames, fps, MEL, WINDOW_COLUMNS, lookahead=lookahead)
 
 
+class WhisperStates:
+    """Whisper encoder states of clips, each encoded alone, cached as ``<cache>/<clip_id>.npy``."""
+
+    def __init__(self, cache: Path | None, threads: int = 0):
+        self.cache = Path(cache) if cache is not None else None
+        self.threads = threads
+        self._encoder = None
+
+    def states(self, clip_id: str, samples: np.ndarray) -> np.ndarray:
+        """(ceil(len(samples) / 320), 384) float16 states of one clip's 16 kHz samples."""
+        path = self.cache / f"{clip_id}.npy" if self.cache is not None else None
+        if path is not None and path.is_file():
+            return np.load(path)
+        if self._encoder is None:
+            from lipdub.media.speech_encoder import WhisperEncoder
+
+            self._encoder = WhisperEncoder(threads=self.threads)
+        states = self._encoder.features(np.asarray(samples, np.float32))[: -(-len(samples) // 320)].astype(np.float16)
+        if path is not None:
+            from lipdub.fileio import AtomicFile
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with AtomicFile(path, overwrite=True) as handle:
+                np.save(handle.file, states)
+        return states
+
+
+def whisper_cache(dataset: Path) -> Path:
+    """Where a dataset's Whisper states are cached (derived data of that dataset's audio)."""
+    return Path(dataset) / "features" / "whisper-tiny.en"
+
+
 def load_motion_clips(dataset: Path, recipe: MotionRecipe,
-                      progress: Callable[[int, int], None] | None = None) -> list[MotionClip]:
-    """Every clip with audio of the kinds in ``recipe`` (both splits), ready for training."""
+                      progress: Callable[[int, int], None] | None = None,
+                      also: Sequence[str] = ()) -> list[MotionClip]:
+    """Every clip with audio of the kinds in ``recipe`` (both splits), ready for training.
+
+    ``also``: other feature kinds to load beside the recipe's (an ensemble of mel and Whisper
+    members reads both).
+    """
     from lipdub.train.data import read_clips_table
 
     dataset = Path(dataset)
     rows = [r for r in read_clips_table(dataset) if r["kind"] in recipe.kinds and str(r.get("has_audio", "1")) == "1"]
+    needs_whisper = recipe.features == "whisper" or "whisper" in also
+    whisper = WhisperStates(whisper_cache(dataset), recipe.threads) if needs_whisper else None
     clips = []
     for done, row in enumerate(rows):
-        clip = load_motion_clip(dataset / "clips" / row["clip_id"], row, recipe)
+        clip = load_motion_clip(dataset / "clips" / row["clip_id"], row, recipe, also=also, whisper=whisper)
         if clip is not None:
             clips.append(clip)
         if progress is not None:
@@ -135,12 +206,22 @@ def load_motion_clips(dataset: Path, recipe: MotionRecipe,
     return clips
 
 
-def load_motion_clip(folder: Path, row: dict, recipe: MotionRecipe) -> MotionClip | None:
-    """One dataset clip folder as a `MotionClip`; None (with a warning) when it cannot teach motion."""
+def load_motion_clip(folder: Path, row: dict, recipe: MotionRecipe, also: Sequence[str] = (),
+                     whisper: WhisperStates | None = None) -> MotionClip | None:
+    """One dataset clip folder as a `MotionClip`; None (with a warning) when it cannot teach motion.
+
+    ``also``: other feature kinds to load beside the recipe's; ``whisper``: the states source
+    (default: encode without a cache)."""
     from lipdub.train.data import read_wav_mono16k
 
     with np.load(folder / "landmarks.npz") as npz:
-        points = np.asarray(npz["points"], np.float32)
+        key = {"measured": "measured", "smoothed": "points"}.get(recipe.landmarks)
+        if key is None:
+            raise LipdubError(f"landmarks must be 'measured' or 'smoothed', got {recipe.landmarks!r}")
+        if key not in npz.files:
+            raise LipdubError(f"{folder} has no {recipe.landmarks} landmarks (a dataset from an older "
+                              "`lipdub preprocess`): preprocess again, or --set landmarks=smoothed")
+        points = np.asarray(npz[key], np.float32)
         valid = np.asarray(npz["valid"], bool)
     fps = float(row["fps"])
     try:
@@ -154,10 +235,17 @@ def load_motion_clip(folder: Path, row: dict, recipe: MotionRecipe) -> MotionCli
         # the model that silence moves the lips.
         logger.warning("skipping %s: its audio is silent", row["clip_id"])
         return None
-    windows = audio_windows(samples, len(points), fps, recipe)
+    windows = {}
+    for kind in dict.fromkeys([recipe.features, *also]):
+        if kind == "whisper":
+            states = (whisper or WhisperStates(None, recipe.threads)).states(row["clip_id"], samples)
+            windows[kind] = whisper_windows(states, len(points), fps)
+        else:
+            windows[kind] = audio_windows(samples, len(points), fps, recipe).astype(np.float16)
     ok = valid & np.isfinite(motion).all(axis=1)
+    own = windows.pop(recipe.features)
     return MotionClip(row["clip_id"], row["speaker"], row["kind"], row["split"], fps,
-                      windows.astype(np.float16), shapes, rest, motion, ok, S.articulation_scale(motion[ok]))
+                      own, shapes, rest, motion, ok, S.articulation_scale(motion[ok]), recipe.features, windows)
 
 
 def aperture_direction(basis: S.MotionBasis) -> np.ndarray:
@@ -301,7 +389,8 @@ def train_motion(dataset: Path, run_dir: Path, recipe: MotionRecipe,
 
     targets = {c.clip_id: _targets(c, basis, c.scale) for c in train}
     sampler = _Sampler(train, recipe.sequence, recipe.seed)
-    model = LipMotionNet(recipe.coefficients, recipe.width, causal=recipe.causal, dropout=recipe.dropout)
+    model = LipMotionNet(recipe.coefficients, recipe.width, causal=recipe.causal, in_bands=recipe.in_bands,
+                         dropout=recipe.dropout)
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=recipe.lr, total_steps=recipe.steps,
                                                    pct_start=0.1)
@@ -314,7 +403,8 @@ def train_motion(dataset: Path, run_dir: Path, recipe: MotionRecipe,
             clip, start = sampler.draw()
             stop = start + recipe.sequence
             w = clip.windows[start:stop].astype(np.float32)
-            w = w + rng.uniform(-recipe.gain_jitter, recipe.gain_jitter)
+            if recipe.features == "mel":  # a level shift of the log-mel; Whisper states have no such axis
+                w = w + rng.uniform(-recipe.gain_jitter, recipe.gain_jitter)
             if recipe.band_mask > 0:
                 width = int(rng.integers(0, recipe.band_mask + 1))
                 low = int(rng.integers(0, w.shape[1] - width + 1))
@@ -335,8 +425,8 @@ def train_motion(dataset: Path, run_dir: Path, recipe: MotionRecipe,
         schedule.step()
         if step % recipe.eval_every == 0 or step == recipe.steps:
             metrics = evaluate_clips(model, basis, val) if val else {}
-            entry = {"step": step, "loss": float(loss), "coefficient_loss": float(coefficient_loss),
-                     "aperture_loss": float(aperture_loss),
+            entry = {"step": step, "loss": float(loss.detach()), "coefficient_loss": float(coefficient_loss.detach()),
+                     "aperture_loss": float(aperture_loss.detach()),
                      "val_real_r": metrics.get("real", {}).get("r"),
                      "val_synthetic_r": metrics.get("synthetic", {}).get("r"),
                      "seconds": round(time.time() - started, 1)}
@@ -374,13 +464,15 @@ def split_motion_clip(clip: MotionClip, fraction: float) -> tuple[MotionClip, Mo
     parts = []
     for part in (slice(0, cut), slice(cut, None)):
         parts.append(replace(clip, windows=clip.windows[part], shapes=clip.shapes[part], rest=clip.rest[part],
-                             motion=clip.motion[part], valid=clip.valid[part]))
+                             motion=clip.motion[part], valid=clip.valid[part],
+                             other_windows={k: v[part] for k, v in clip.other_windows.items()}))
     return parts[0], parts[1]
 
 
 def ensemble_motion(members, clip: MotionClip) -> np.ndarray:
     """(T, P * 2) mean decoded prediction of `lipdub.motion.predictor.MotionMember`s for a clip."""
-    return np.mean([m.basis.decode(predict_coefficients(m.network, clip.windows)) for m in members], axis=0)
+    return np.mean([m.basis.decode(predict_coefficients(m.network, clip.windows_of(m.features))) for m in members],
+                   axis=0)
 
 
 def personalize_motion(clip: MotionClip, members, steps: int = 200, lr: float = 3e-4, sequence: int = 32,
@@ -410,7 +502,8 @@ def personalize_motion(clip: MotionClip, members, steps: int = 200, lr: float = 
                 if isinstance(module, torch.nn.BatchNorm1d):
                     module.eval()
             picks = rng.choice(starts, size=batch)
-            x = torch.from_numpy(np.stack([head.windows[s: s + sequence].astype(np.float32) for s in picks]))
+            windows = head.windows_of(member.features)
+            x = torch.from_numpy(np.stack([np.asarray(windows[s: s + sequence], np.float32) for s in picks]))
             y = torch.from_numpy(np.stack([target[s: s + sequence] for s in picks]))
             m = torch.from_numpy(np.stack([head.valid[s: s + sequence] for s in picks]).astype(np.float32))[..., None]
             loss = ((member.network(x) - y) ** 2 * m).sum() / (m.sum() * y.shape[-1])
