@@ -483,6 +483,7 @@ def evaluate_set_command(
     engine: Optional[str] = typer.Option(None, "--engine", help="Engine to evaluate: 'motion' (default) or 'generator' (implied by --checkpoint / --profile)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator to evaluate (generator engine)."),
     profile: Optional[Path] = typer.Option(None, "--profile", help="A personalised generator profile to evaluate."),
+    motion_model: Optional[str] = typer.Option(None, "--motion-model", help="Motion engine: the lip motion model to evaluate (bundled name or .pt file; default: the bundled default)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, errors only."),
 ) -> None:
     """Reconstruct real clips from their own audio (or cross-dub them) and compare with the real videos (the yardstick).
@@ -499,7 +500,7 @@ def evaluate_set_command(
                   TimeElapsedColumn(), console=stderr, transient=True, disable=quiet) as bar:
         task = bar.add_task("", total=len(clips))
         result = evaluate_set(clips, protocol, output_dir, judge_path=judge, speech_files=speech, engine=engine, checkpoint=checkpoint,
-                              profile=profile, progress=lambda done, total, name: bar.update(task, completed=done, total=total, description=name))
+                              profile=profile, **({"motion_model": motion_model} if motion_model else {}), progress=lambda done, total, name: bar.update(task, completed=done, total=total, description=name))
     table = format_table(result)
     (output_dir / "table.md").write_text(table + "\n")
     (output_dir / "results.json").write_text(json.dumps(result, indent=1))
