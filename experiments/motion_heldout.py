@@ -3,6 +3,9 @@
     python experiments/motion_heldout.py datasets/shared-v3 lipdub-motion runs/x/checkpoint.pt ...
         [--landmarks measured|smoothed] [--smoothing 1.0]
 
+A model named ``a.pt+b.pt+...`` is the ensemble of those runs (decoded predictions averaged), as
+`lipdub train export-motion` would bundle it.
+
 The figure `lipdub train export-motion` prints for the ensemble it writes (mean over speakers of the
 per-clip Pearson r at lag 0, best lag within +-5 frames), here for any model against either kind of
 landmarks, so models trained on one kind can be compared on the same truth.
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lipdub.motion.predictor import gaussian_smooth, load_motion_model
+from lipdub.motion.predictor import MotionPredictor, gaussian_smooth, load_motion_model
 from lipdub.train.motion import MotionRecipe, aperture_figures, ensemble_motion, load_motion_clips, summarise
 
 
@@ -26,7 +29,13 @@ def main() -> None:
     parser.add_argument("--landmarks", default="measured")
     parser.add_argument("--smoothing", type=float, default=None, help="Gaussian sigma (frames); default: the model's")
     args = parser.parse_args()
-    predictors = [load_motion_model(m) for m in args.models]
+    predictors = []
+    for name in args.models:
+        parts = [load_motion_model(part) for part in name.split("+")]
+        predictor = parts[0]
+        if len(parts) > 1:
+            predictor = MotionPredictor(name, [m for p in parts for m in p.members], parts[0].default_scale, smoothing=1.0)
+        predictors.append(predictor)
     kinds = sorted({member.features for p in predictors for member in p.members})
     recipe = MotionRecipe(kinds=("real",), landmarks=args.landmarks, features=kinds[0])
     clips = [c for c in load_motion_clips(args.dataset, recipe, also=kinds[1:]) if c.split == "val" and c.valid.sum() >= 10]

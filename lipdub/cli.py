@@ -77,7 +77,7 @@ def sync(
         help="What draws the mouth: 'motion' (default: predicted lip motion moves the speaker's own pixels) or "
         "'generator' (a Wav2Lip-family network; implied by --model, --checkpoint or --profile).",
     ),
-    motion_model: Optional[str] = typer.Option(None, "--motion-model", help="Motion engine: another lip motion model (bundled name or .pt file)."),
+    motion_model: Optional[str] = typer.Option(None, "--motion-model", help="Motion engine: the lip motion model (bundled name or .pt file; default: lipdub-motion-whisper where the whisper extra is installed, else lipdub-motion)."),
     model: Optional[str] = typer.Option(None, "--model", help="Generator engine: a bundled generator by name (see `lipdub models`)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator engine: your own generator checkpoint, e.g. Wav2Lip's wav2lip_gan.pth."),
     profile: Optional[Path] = typer.Option(None, "--profile", help="Generator engine: a personalised generator profile directory."),

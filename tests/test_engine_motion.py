@@ -110,7 +110,9 @@ def test_sync_video_and_photo_with_the_default_engine(tmp_path):
     face = shared_file("data/train/real/woman_flag.mp4")
     out = tmp_path / "video.mp4"
     result = sync(face, audio, out)
-    assert result.model == "lipdub-motion"
+    from lipdub.motion.predictor import default_motion_model_name
+
+    assert result.model == default_motion_model_name()
     assert out.is_file() and (out.stat().st_mode & 0o777) != 0
     info = probe_video(out)
     assert (info.width, info.height) == (probe_video(face).width, probe_video(face).height)

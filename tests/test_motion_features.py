@@ -138,3 +138,11 @@ def test_whisper_motion_model_predicts_every_frame(tmp_path):
     speech = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
     motion = predictor.predict(speech, 50, 25.0)
     assert motion.shape[0] == 50 and np.isfinite(motion).all()
+
+
+def test_the_default_motion_model_needs_no_extra(monkeypatch):
+    from lipdub.motion.predictor import DEFAULT_MOTION_MODEL, default_motion_model_name, whisper_extra_installed
+
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)
+    assert not whisper_extra_installed()
+    assert default_motion_model_name() == DEFAULT_MOTION_MODEL

@@ -38,6 +38,8 @@ MEL = MelConfig()
 GATE_OPEN = 1.5
 GATE_SHUT = 2.5
 DEFAULT_MOTION_MODEL = "lipdub-motion"
+#: The default where the ``lipdub[whisper]`` extra is installed (and this model is bundled).
+WHISPER_MOTION_MODEL = "lipdub-motion-whisper"
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "motion"
 
 
@@ -205,6 +207,29 @@ def member_from_state(state: dict) -> MotionMember:
     return MotionMember(network, MotionBasis.from_dict(state["basis"]), recipe)
 
 
+def whisper_extra_installed() -> bool:
+    """Whether Whisper-reading motion models can run here (ctranslate2 + the bundled encoder)."""
+    import importlib.util
+
+    from lipdub.media.speech_encoder import bundled_model_dir
+
+    try:
+        if importlib.util.find_spec("ctranslate2") is None:
+            return False
+        bundled_model_dir()
+    except (LipdubError, ImportError, ValueError, AttributeError):  # missing, or blocked in sys.modules
+        return False
+    return True
+
+
+def default_motion_model_name() -> str:
+    """`WHISPER_MOTION_MODEL` where the Whisper extra is installed and that model ships, else
+    `DEFAULT_MOTION_MODEL` (mel only, no extra): the better model the installation can run."""
+    if (WEIGHTS_DIR / f"{WHISPER_MOTION_MODEL}.pt").is_file() and whisper_extra_installed():
+        return WHISPER_MOTION_MODEL
+    return DEFAULT_MOTION_MODEL
+
+
 def load_motion_model(name_or_path: str | Path | None = None) -> MotionPredictor:
     """The bundled motion model (default), another bundled name, or a checkpoint file.
 
@@ -212,7 +237,8 @@ def load_motion_model(name_or_path: str | Path | None = None) -> MotionPredictor
     (``lipdub train export-motion``) as all its members.
     """
     if name_or_path is None:
-        name_or_path = DEFAULT_MOTION_MODEL
+        name_or_path = default_motion_model_name()
+        logger.info("motion model: %s", name_or_path)
     path = Path(name_or_path)
     if not path.suffix:
         path = WEIGHTS_DIR / f"{name_or_path}.pt"
@@ -244,13 +270,7 @@ def save_motion_model(predictor: MotionPredictor, path: Path) -> None:
 
 def _check_whisper_extra(path: Path) -> None:
     """Fail at load, in one line, when a Whisper-reading model cannot run here (not mid-dub)."""
-    import importlib.util
+    from lipdub.media.speech_encoder import INSTALL_HINT
 
-    from lipdub.media.speech_encoder import INSTALL_HINT, bundled_model_dir
-
-    try:
-        if importlib.util.find_spec("ctranslate2") is None:
-            raise LipdubError("ctranslate2 is missing")
-        bundled_model_dir()
-    except (LipdubError, ImportError, ValueError):
-        raise LipdubError(f"motion model {path.stem} reads Whisper features: {INSTALL_HINT}") from None
+    if not whisper_extra_installed():
+        raise LipdubError(f"motion model {path.stem} reads Whisper features: {INSTALL_HINT}")

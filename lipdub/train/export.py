@@ -69,7 +69,8 @@ def export_expert(checkpoint: Path, name: str, description: str, facts: dict | N
     return weights
 
 
-def export_motion(run_dirs: Sequence[Path], name: str, description: str = "", smoothing: float = 1.0) -> Path:
+def export_motion(run_dirs: Sequence[Path], name: str, description: str = "", smoothing: float = 1.0,
+                  out_dir: Path | None = None) -> Path:
     """Bundle one or more lip motion runs (same data split) as ``lipdub/weights/motion/<name>.pt``.
 
     Several runs become an ensemble (their decoded predictions are averaged at inference). The
@@ -113,12 +114,13 @@ def export_motion(run_dirs: Sequence[Path], name: str, description: str = "", sm
             logger.info("ensemble of %d, val %s: aperture r %.3f over %d speakers (mean best lag %+.2f)", len(members),
                         kind, validation[kind]["r"], validation[kind]["speakers"], validation[kind]["mean_lag"])
     default_scale = float(np.median([state["default_scale"] for state in states]))
-    path = MOTION_DIR / f"{name}.pt"
+    out_dir = Path(out_dir) if out_dir is not None else MOTION_DIR
+    path = out_dir / f"{name}.pt"
     save_motion_model(MotionPredictor(name, members, default_scale, gain, smoothing), path)
     card = {"name": name, "description": description, "runs": [str(r) for r in run_dirs], "gain": gain,
             "default_scale": default_scale, "smoothing": smoothing, "train_clips": splits[0]["train"],
             "val_clips": splits[0]["val"], "val_speakers": splits[0]["val_speakers"],
             "recipes": [state["recipe"] for state in states],
             "validation": {k: v for k, v in validation.items() if k != "clips"}, "validation_clips": validation["clips"]}
-    (MOTION_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     return path
