@@ -8,7 +8,7 @@ two rows: the input's mouth region and the output's at the same frames (evenly s
 ``--start``), each crop centred on that frame's tracked mouth at the input's own resolution
 (resized only to a common height for the sheet). For a photo the top row repeats the photo.
 
-``--interior painted|learned`` chooses the motion engine's mouth interior (default learned);
+``--interior painted|learned`` chooses the motion engine's mouth interior (default painted);
 ``both`` runs the two and writes three rows (input, painted, learned) at the frames where they
 differ most, i.e. where the interior was painted at all.
 """
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--height", type=int, default=150)
-    parser.add_argument("--interior", choices=("learned", "painted", "both"), default="learned")
+    parser.add_argument("--interior", choices=("learned", "painted", "both"), default="painted")
     args = parser.parse_args()
 
     from lipdub.eval.report import track_video

@@ -78,7 +78,7 @@ def sync(
         "'generator' (a Wav2Lip-family network; implied by --model, --checkpoint or --profile).",
     ),
     motion_model: Optional[str] = typer.Option(None, "--motion-model", help="Motion engine: another lip motion model (bundled name or .pt file)."),
-    interior: str = typer.Option("learned", "--interior", help="Motion engine: what paints a mouth opening no input frame shows (a photo): 'learned' (the bundled interior network) or 'painted' (procedural)."),
+    interior: str = typer.Option("painted", "--interior", help="Motion engine: what paints a mouth opening no input frame shows (a closed-mouth photo): 'painted' (default: procedural cavity and teeth) or 'learned' (the bundled interior network: truer colours, but smooth)."),
     model: Optional[str] = typer.Option(None, "--model", help="Generator engine: a bundled generator by name (see `lipdub models`)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator engine: your own generator checkpoint, e.g. Wav2Lip's wav2lip_gan.pth."),
     profile: Optional[Path] = typer.Option(None, "--profile", help="Generator engine: a personalised generator profile directory."),
@@ -139,7 +139,7 @@ def demo(
     sync(
         face=Path(str(assets / "sample_face.jpg")), audio=Path(str(assets / "sample_speech.wav")), output=output,
         fps=25.0, length_mode=LengthMode.bounce, face_index=None, box=None, pads=(0, 10, 0, 0),
-        engine=engine, motion_model=None, interior="learned", model=None,
+        engine=engine, motion_model=None, interior="painted", model=None,
         checkpoint=checkpoint, profile=None, batch_size=16, no_color_match=False, reference="self", crf=18,
         overwrite=overwrite, quiet=quiet, verbose=False,
     )
@@ -200,7 +200,7 @@ def preprocess(
                + (f" (see {report.dataset / 'skipped.csv'})" if report.skipped else ""))
 
 
-train_app = typer.Typer(help="Train lipdub's networks on a dataset made by `lipdub preprocess`.", no_args_is_help=True)
+train_app = typer.Typer(help="Train lipdub's networks (most on a dataset made by `lipdub preprocess`; `interior` on the media folder itself).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
 
@@ -514,7 +514,7 @@ def evaluate_set_command(
     judge: Optional[Path] = typer.Option(None, "--judge", help="SyncNet checkpoint to judge with (default: the bundled expert)."),
     speech: Optional[list[Path]] = typer.Option(None, "--speech", help="dub protocol: speech file(s) every clip is dubbed with (repeatable)."),
     engine: Optional[str] = typer.Option(None, "--engine", help="Engine to evaluate: 'motion' (default) or 'generator' (implied by --checkpoint / --profile)."),
-    interior: str = typer.Option("learned", "--interior", help="Motion engine: 'learned' (default) or 'painted' mouth interior."),
+    interior: str = typer.Option("painted", "--interior", help="Motion engine: 'painted' (default) or 'learned' mouth interior."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator to evaluate (generator engine)."),
     profile: Optional[Path] = typer.Option(None, "--profile", help="A personalised generator profile to evaluate."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, errors only."),

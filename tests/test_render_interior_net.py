@@ -156,7 +156,8 @@ def test_the_engine_runs_on_photos_with_the_learned_interior(tmp_path, monkeypat
     from lipdub.pipeline import SyncOptions, sync
     from lipdub.render.learned_interior import LearnedInterior
 
-    assert build_engine(SyncOptions()).interior is not None  # the default engine uses the network
+    assert build_engine(SyncOptions()).interior is None  # painted by default (docs/model-card.md)
+    assert build_engine(SyncOptions(interior="learned")).interior is not None
     calls = []
     original = LearnedInterior.paint
 
@@ -171,12 +172,12 @@ def test_the_engine_runs_on_photos_with_the_learned_interior(tmp_path, monkeypat
         target.setparams(source.getparams())
         target.writeframes(source.readframes(3 * source.getframerate()))
     out = tmp_path / "demo.mp4"
-    result = sync(str(assets / "sample_face.jpg"), speech, out, length_mode="cut")
+    result = sync(str(assets / "sample_face.jpg"), speech, out, length_mode="cut", interior="learned")
     assert out.is_file() and result.frames_with_face == result.frames
     assert len([f for f in iter_frames(out)]) == result.frames
 
     calls.clear()
     closed = tmp_path / "closed.mp4"
-    result = sync(shared_file("data/photos/echomimic_a.png"), speech, closed, length_mode="cut")
+    result = sync(shared_file("data/photos/echomimic_a.png"), speech, closed, length_mode="cut", interior="learned")
     assert result.frames_with_face == result.frames
     assert len(calls) > 0.2 * result.frames  # the opening frames went through the network

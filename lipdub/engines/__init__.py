@@ -75,7 +75,7 @@ def build_engine(options):
     exclude = 1.0 if options.reference == "first" else None
     engine = load_engine(motion_model, MotionEngineOptions(
         color_match=options.color_match, exclude_seconds=exclude, batch_size=options.batch_size,
-        interior=getattr(options, "interior", "learned")))
+        interior=getattr(options, "interior", "painted")))
     if options.profile is not None:
         engine.model_name = f"profile {Path(options.profile).name}"
     return engine

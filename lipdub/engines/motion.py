@@ -9,9 +9,9 @@ Per output frame, the data flow reads in one direction:
 3. **interior**: the opening is filled from the frame itself when it is already open enough, else
    from the mouth bank (`lipdub.render.bank`): the input frame whose lips are nearest the target in
    a similar head pose, chosen along a Viterbi path so teeth do not flicker; where even that frame
-   is much more closed than the target (always, for a closed-mouth photo), the learned interior
-   network (`lipdub.render.learned_interior`; or the procedural painting of `lipdub.render.interior`,
-   `MotionEngineOptions.interior`) covers the difference;
+   is much more closed than the target (always, for a closed-mouth photo), a painted cavity and
+   teeth (`lipdub.render.interior`, the default) or the learned interior network
+   (`lipdub.render.learned_interior`; `MotionEngineOptions.interior`) cover the difference;
 4. **blend**: a feathered mask over the old and new lower face; every pixel outside it is the
    input's, exactly.
 
@@ -69,10 +69,13 @@ class MotionEngineOptions:
     #: Bank retrieval weights (`lipdub.render.bank.choose_sources`).
     pose_weight: float = B.POSE_WEIGHT
     switch_cost: float = B.SWITCH_COST
-    #: What paints an opening no input frame can supply (`INTERIORS`): "learned" (the bundled
-    #: `lipdub.render.learned_interior` network; the painted one if its weights cannot be loaded)
-    #: or "painted" (the procedural `lipdub.render.interior.paint_interior`).
-    interior: str = "learned"
+    #: What paints an opening no input frame can supply (`INTERIORS`): "painted" (the procedural
+    #: `lipdub.render.interior.paint_interior`) or "learned" (the bundled
+    #: `lipdub.render.learned_interior` network; the painted one if its weights cannot be loaded).
+    #: Painted is the default by measurement: on closed-mouth photos the learned interior's smooth
+    #: openings read as less open to Face Mesh (render r, aperture r) and are less sharp
+    #: (docs/model-card.md, "Mouth interior"), although it is twice as close to real mouths.
+    interior: str = "painted"
 
 
 INTERIORS = ("learned", "painted")
