@@ -181,3 +181,63 @@ def test_the_engine_runs_on_photos_with_the_learned_interior(tmp_path, monkeypat
     result = sync(shared_file("data/photos/echomimic_a.png"), speech, closed, length_mode="cut", interior="learned")
     assert result.frames_with_face == result.frames
     assert len(calls) > 0.2 * result.frames  # the opening frames went through the network
+
+
+def test_frames_kept_per_clip_are_open_and_closed_evenly_spaced():
+    from lipdub.train.interior_data import choose_frames, evenly
+
+    np.testing.assert_array_equal(evenly(np.arange(10), 3), [0, 4, 9])  # round(linspace(0, 9, 3))
+    np.testing.assert_array_equal(evenly(np.arange(2), 5), [0, 1])
+    apertures = np.array([0.0, 0.1, np.nan, 0.2, 0.01, 0.3, 0.06, 0.02])
+    # open (>= 0.05): frames 1, 3, 5, 6 -> 2 of them evenly: 1, 6; closed: 0, 4, 7 -> 1: 0
+    np.testing.assert_array_equal(choose_frames(apertures, 0.05, 2, 1), [0, 1, 6])
+
+
+def test_interior_loss_is_the_l1_inside_the_hole_plus_its_edges():
+    from lipdub.train.interior import interior_loss
+
+    truth = torch.zeros(1, 3, 4, 4)
+    painted = truth.clone()
+    hole = torch.zeros(1, 1, 4, 4)
+    hole[..., 1:3, 1:3] = 1
+    painted[..., 1, 1] = 0.5  # one wrong pixel inside the hole
+    painted[..., 0, 0] = 1.0  # outside: ignored
+    # L1: 0.5 over the 4 hole pixels. Differences: per direction, 6 neighbour pairs touch the 2x2
+    # hole (2 rows x 3 pairs); the wrong pixel is in 2 of them, each off by 0.5; the outside pixel's
+    # pairs touch no hole pixel.
+    l1 = 0.5 / 4
+    grad = 2 * (2 * 0.5 / 6)
+    assert interior_loss(painted, truth, hole, 0.0).item() == pytest.approx(l1)
+    assert interior_loss(painted, truth, hole, 1.0).item() == pytest.approx(l1 + grad)
+
+
+def test_a_tiny_training_run_writes_its_records_and_exports_loadable_weights(tmp_path):
+    """Two steps on made-up mouths: the run folder, the split and the bundled format (no shared media)."""
+    import json
+
+    from lipdub.render.learned_interior import load_learned_interior
+    from lipdub.train.export import export_interior
+    from lipdub.train.interior import InteriorRecipe, train_interior
+
+    rng = np.random.default_rng(0)
+    n = 8
+    crops = rng.integers(60, 200, (n, 128, 128, 3), dtype=np.uint8)
+    inner = np.stack([_ellipse(64, 64, 24, 10 + i) for i in range(n)]).astype(np.float32)
+    outer = np.stack([_ellipse(64, 64, 34, 20 + i) for i in range(n)]).astype(np.float32)
+    speakers = np.array(["a", "a", "b", "b", "c", "c", "v", "v"])
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, crop=crops, inner=inner, outer=outer, white=np.full((n, 3), 220, np.float32),
+             aperture=np.full(n, 0.1, np.float32), clip=speakers, speaker=speakers,
+             kind=np.array(["real"] * n), split=np.where(speakers == "v", "val", "train"),
+             frame=np.arange(n))
+    recipe = InteriorRecipe(widths=(4, 8, 8, 8), steps=2, batch=4, eval_every=1)
+    result = train_interior(samples, tmp_path / "run", recipe)
+    run = tmp_path / "run"
+    for name in ("config.json", "seed.txt", "data.json", "metrics.json", "result.json", "checkpoint.pt", "contact_sheet.png"):
+        assert (run / name).is_file(), name
+    data = json.loads((run / "data.json").read_text())
+    assert data["val"]["speakers"] == ["v"] and "v" not in data["train"]["speakers"]
+    assert result["steps"] == 2 and set(result["val"]) == {"64", "128"}
+    weights = export_interior(run / "checkpoint.pt", "tiny", out_dir=tmp_path / "weights")
+    loaded = load_learned_interior(weights)
+    assert loaded.size == 64 and loaded.net.widths == (4, 8, 8, 8)

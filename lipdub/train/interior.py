@@ -352,6 +352,8 @@ def train_interior(samples_path: Path, run_dir: Path, recipe: InteriorRecipe = I
         out_of_time = minutes >= recipe.max_minutes
         if progress:
             progress(step, recipe.steps)
+        if step % 50 == 0:
+            logger.info("step %d/%d (%.1f min)", step, recipe.steps, minutes)
         if step % recipe.eval_every == 0 or step == recipe.steps or out_of_time:
             figures = evaluate(net, val, recipe.size, sizes=(recipe.size,))
             row = {"step": step, "minutes": round(minutes, 2), "train_loss": running / max(1, step - (history[-1]["step"] if history else 0)),
