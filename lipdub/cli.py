@@ -78,6 +78,7 @@ def sync(
         "'generator' (a Wav2Lip-family network; implied by --model, --checkpoint or --profile).",
     ),
     motion_model: Optional[str] = typer.Option(None, "--motion-model", help="Motion engine: the lip motion model (bundled name or .pt file; default: lipdub-motion-whisper where the whisper extra is installed, else lipdub-motion)."),
+    interior: str = typer.Option("painted", "--interior", help="Motion engine: what paints a mouth opening no input frame shows (a closed-mouth photo): 'painted' (default: procedural cavity and teeth) or 'learned' (the bundled interior network: truer colours, but smooth)."),
     model: Optional[str] = typer.Option(None, "--model", help="Generator engine: a bundled generator by name (see `lipdub models`)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator engine: your own generator checkpoint, e.g. Wav2Lip's wav2lip_gan.pth."),
     profile: Optional[Path] = typer.Option(None, "--profile", help="Generator engine: a personalised generator profile directory."),
@@ -96,7 +97,7 @@ def sync(
     options = SyncOptions(
         photo_fps=fps, length_mode=length_mode, face_index=face_index, box=box, pads=pads,
         engine=engine, motion_model=motion_model, model=model, checkpoint=checkpoint, profile=profile, batch_size=batch_size,
-        color_match=not no_color_match, reference=reference, crf=crf, overwrite=overwrite,
+        color_match=not no_color_match, reference=reference, crf=crf, overwrite=overwrite, interior=interior,
     )
     if quiet:
         result = run_sync(face, audio, output, options)
@@ -138,7 +139,7 @@ def demo(
     sync(
         face=Path(str(assets / "sample_face.jpg")), audio=Path(str(assets / "sample_speech.wav")), output=output,
         fps=25.0, length_mode=LengthMode.bounce, face_index=None, box=None, pads=(0, 10, 0, 0),
-        engine=engine, motion_model=None, model=None,
+        engine=engine, motion_model=None, interior="painted", model=None,
         checkpoint=checkpoint, profile=None, batch_size=16, no_color_match=False, reference="self", crf=18,
         overwrite=overwrite, quiet=quiet, verbose=False,
     )
@@ -199,7 +200,7 @@ def preprocess(
                + (f" (see {report.dataset / 'skipped.csv'})" if report.skipped else ""))
 
 
-train_app = typer.Typer(help="Train lipdub's networks on a dataset made by `lipdub preprocess`.", no_args_is_help=True)
+train_app = typer.Typer(help="Train lipdub's networks (most on a dataset made by `lipdub preprocess`; `interior` on the media folder itself).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
 
@@ -279,6 +280,39 @@ def train_motion_command(
             summary = result["val"][kind]
             typer.echo(f"val {kind}: aperture r {summary['r']:.3f} over {summary['speakers']} speakers "
                        f"(mean best lag {summary['mean_lag']:+.2f} frames)")
+
+
+@train_app.command("interior")
+def train_interior_command(
+    corpus: Path = typer.Argument(..., help="Media folder laid out like ../shared/data (train/real, train/synthetic, silent, expressive): read directly, no `lipdub preprocess` needed."),
+    run_dir: Path = _RUN_DIR_OPTION,
+    config: Path = typer.Option(Path("configs/interior_cpu.json"), "--config", help="Training recipe (JSON)."),
+    overrides: Optional[list[str]] = _SET_OPTION,
+    cache: Path = typer.Option(Path(".cache/interior"), "--cache", help="Where tracked mouth crops are cached (reused by later runs)."),
+    export: Optional[str] = typer.Option(None, "--export", help="Also bundle the result into lipdub/weights/interior under this name (the default one is lipdub-interior)."),
+) -> None:
+    """Train the mouth-interior network (self-supervised inpainting of open mouths) and report held-out figures by speaker."""
+    _configure_logging(False, False, progress_log=True)
+    from lipdub.train.interior import InteriorRecipe, train_interior
+    from lipdub.train.interior_data import extract
+
+    if not corpus.is_dir():
+        raise LipdubError(f"{corpus} is not a folder")
+    recipe = _recipe(InteriorRecipe, config, overrides)
+    samples = extract(corpus, cache)
+    result = train_interior(samples, run_dir, recipe)
+    for size, figures in result["val"].items():
+        typer.echo(f"val {size} px ({figures['speakers']} speakers, {figures['frames']} open mouths): "
+                   f"L1 learned {figures['l1']['learned']:.2f} / painted {figures['l1']['painted']:.2f} / "
+                   f"mean colour {figures['l1']['mean']:.2f}; sharpness vs real learned "
+                   f"{figures['sharpness_ratio']['learned']:.2f} / painted {figures['sharpness_ratio']['painted']:.2f}")
+    typer.echo(f"{result['steps']} steps in {result['train_minutes']:.1f} min; {run_dir / 'contact_sheet.png'}")
+    if export:
+        from lipdub.train.export import export_interior
+
+        path = export_interior(run_dir / "checkpoint.pt", export, "learned mouth interior (InteriorNet)",
+                               {"validation": result["val"], "train_minutes": result["train_minutes"]})
+        typer.echo(f"wrote {path}")
 
 
 @train_app.command("export-motion")
@@ -481,6 +515,7 @@ def evaluate_set_command(
     judge: Optional[Path] = typer.Option(None, "--judge", help="SyncNet checkpoint to judge with (default: the bundled expert)."),
     speech: Optional[list[Path]] = typer.Option(None, "--speech", help="dub protocol: speech file(s) every clip is dubbed with (repeatable)."),
     engine: Optional[str] = typer.Option(None, "--engine", help="Engine to evaluate: 'motion' (default) or 'generator' (implied by --checkpoint / --profile)."),
+    interior: str = typer.Option("painted", "--interior", help="Motion engine: 'painted' (default) or 'learned' mouth interior."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator to evaluate (generator engine)."),
     profile: Optional[Path] = typer.Option(None, "--profile", help="A personalised generator profile to evaluate."),
     motion_model: Optional[str] = typer.Option(None, "--motion-model", help="Motion engine: the lip motion model to evaluate (bundled name or .pt file; default: the bundled default)."),
@@ -499,7 +534,7 @@ def evaluate_set_command(
     with Progress(TextColumn("[bold]eval-set"), BarColumn(), MofNCompleteColumn(), TextColumn("clips {task.description}"),
                   TimeElapsedColumn(), console=stderr, transient=True, disable=quiet) as bar:
         task = bar.add_task("", total=len(clips))
-        result = evaluate_set(clips, protocol, output_dir, judge_path=judge, speech_files=speech, engine=engine, checkpoint=checkpoint,
+        result = evaluate_set(clips, protocol, output_dir, judge_path=judge, speech_files=speech, engine=engine, interior=interior, checkpoint=checkpoint,
                               profile=profile, **({"motion_model": motion_model} if motion_model else {}), progress=lambda done, total, name: bar.update(task, completed=done, total=total, description=name))
     table = format_table(result)
     (output_dir / "table.md").write_text(table + "\n")
@@ -603,7 +638,7 @@ def align_dataset_command(
 
 @app.command()
 def models() -> None:
-    """List the models installed with lipdub: lip motion models (motion engine) and generators."""
+    """List the models installed with lipdub: lip motion models and the mouth interior (motion engine), generators."""
     import json
 
     from lipdub.models.registry import bundled_models
@@ -615,6 +650,14 @@ def models() -> None:
         except (OSError, ValueError):
             description = ""
         typer.echo(f"{card.stem}\tmotion engine\t{description}")
+    from lipdub.render.learned_interior import INTERIOR_DIR
+
+    for card in sorted(INTERIOR_DIR.glob("*.json")) if INTERIOR_DIR.is_dir() else []:
+        try:
+            description = json.loads(card.read_text()).get("description", "")
+        except (OSError, ValueError):
+            description = ""
+        typer.echo(f"{card.stem}\tmouth interior (motion engine)\t{description}")
     specs = bundled_models()
     if not specs:
         typer.echo("no bundled generator is installed; use `lipdub sync --engine generator --checkpoint path/to/wav2lip_gan.pth`")

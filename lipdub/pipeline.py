@@ -50,7 +50,9 @@ class SyncOptions:
     ``engine`` picks what draws the mouth (`lipdub.engines`): ``"motion"`` (default: predicted lip
     motion rendered with the speaker's own pixels) or ``"generator"`` (a Wav2Lip-family network;
     implied by ``model``, ``checkpoint`` or ``profile``). ``motion_model`` names another lip motion
-    model (a bundled name or a checkpoint path) for the motion engine.
+    model (a bundled name or a checkpoint path) for the motion engine; ``interior`` what paints a
+    mouth opening that no input frame shows (`lipdub.engines.motion.INTERIORS`: ``"painted"``,
+    the default, or ``"learned"``).
     """
 
     photo_fps: float = 25.0
@@ -69,6 +71,7 @@ class SyncOptions:
     reference: str = "self"
     crf: int = 18
     overwrite: bool = False
+    interior: str = "painted"
 
 
 @dataclass

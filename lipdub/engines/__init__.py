@@ -74,7 +74,8 @@ def build_engine(options):
         motion_model = Path(options.profile) / "motion.pt"
     exclude = 1.0 if options.reference == "first" else None
     engine = load_engine(motion_model, MotionEngineOptions(
-        color_match=options.color_match, exclude_seconds=exclude, batch_size=options.batch_size))
+        color_match=options.color_match, exclude_seconds=exclude, batch_size=options.batch_size,
+        interior=getattr(options, "interior", "painted")))
     if options.profile is not None:
         engine.model_name = f"profile {Path(options.profile).name}"
     return engine

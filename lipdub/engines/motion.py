@@ -10,7 +10,8 @@ Per output frame, the data flow reads in one direction:
    from the mouth bank (`lipdub.render.bank`): the input frame whose lips are nearest the target in
    a similar head pose, chosen along a Viterbi path so teeth do not flicker; where even that frame
    is much more closed than the target (always, for a closed-mouth photo), a painted cavity and
-   teeth (`lipdub.render.interior`) cover the difference;
+   teeth (`lipdub.render.interior`, the default) or the learned interior network
+   (`lipdub.render.learned_interior`; `MotionEngineOptions.interior`) cover the difference;
 4. **blend**: a feathered mask over the old and new lower face; every pixel outside it is the
    input's, exactly.
 
@@ -28,6 +29,7 @@ import cv2
 import numpy as np
 
 from lipdub.engines.base import FrameJob, RenderPlan
+from lipdub.errors import LipdubError
 from lipdub.eval.mouth import mouth_aperture
 from lipdub.face.blend import LOWER_FACE_OUTLINE, feathered_polygons, inner_feather
 from lipdub.motion import shape as S
@@ -67,6 +69,32 @@ class MotionEngineOptions:
     #: Bank retrieval weights (`lipdub.render.bank.choose_sources`).
     pose_weight: float = B.POSE_WEIGHT
     switch_cost: float = B.SWITCH_COST
+    #: What paints an opening no input frame can supply (`INTERIORS`): "painted" (the procedural
+    #: `lipdub.render.interior.paint_interior`) or "learned" (the bundled
+    #: `lipdub.render.learned_interior` network; the painted one if its weights cannot be loaded).
+    #: Painted is the default by measurement: on closed-mouth photos the learned interior's smooth
+    #: openings read as less open to Face Mesh (render r, aperture r) and are less sharp
+    #: (docs/model-card.md, "Mouth interior"), although it is twice as close to real mouths.
+    interior: str = "painted"
+
+
+INTERIORS = ("learned", "painted")
+
+
+def interior_painter(choice: str):
+    """The learned interior network for ``choice`` "learned" (None, with a warning, if it cannot be
+    loaded: the engine then paints), None for "painted"."""
+    if choice not in INTERIORS:
+        raise LipdubError(f"unknown interior {choice!r}; choose from {', '.join(INTERIORS)}")
+    if choice == "painted":
+        return None
+    from lipdub.render.learned_interior import load_learned_interior
+
+    try:
+        return load_learned_interior()
+    except LipdubError as error:
+        logger.warning("%s; painting mouth interiors instead", error)
+        return None
 
 
 #: When a mouth closes, the lips are sampled up to this share of their thickness away from the
@@ -131,6 +159,7 @@ class MotionEngine:
     def __init__(self, predictor, options: MotionEngineOptions = MotionEngineOptions()):
         self.predictor = predictor
         self.options = options
+        self.interior = interior_painter(options.interior)  # None: painted
         self.sample_rate = 16000
         self.batch_size = options.batch_size
         self.model_name = predictor.name
@@ -352,8 +381,14 @@ class MotionEngine:
         painted_weight = interior_alpha(opening_source, opening_target)
         if painted_weight > 0:
             eye = float(self._eye[j])
-            eyes = [frame_points[list(ring)] for ring in (RIGHT_EYE_RING, LEFT_EYE_RING)]
-            painted, alpha = paint_interior(interior, (x1, y1), inner, lips, eye, teeth_colour(job.image, eyes, lips))
+            if self.interior is not None:
+                # The network also repaints the lips' inner edge (its hole is the opening grown by a
+                # few pixels), which is where a stretched warp leaves its seam.
+                painted, alpha = self.interior.paint(interior, (x1, y1), inner, target[list(S.LIP_OUTER)], eye)
+                inside |= alpha > 0
+            else:
+                eyes = [frame_points[list(ring)] for ring in (RIGHT_EYE_RING, LEFT_EYE_RING)]
+                painted, alpha = paint_interior(interior, (x1, y1), inner, lips, eye, teeth_colour(job.image, eyes, lips))
             a = (alpha * painted_weight)[..., None]
             interior = np.clip(interior * (1.0 - a) + painted * a + 0.5, 0, 255).astype(np.uint8)
         patch[inside] = interior[inside]
@@ -394,4 +429,4 @@ def load_engine(motion_model=None, options: MotionEngineOptions = MotionEngineOp
     return MotionEngine(load_motion_model(motion_model), options)
 
 
-__all__ = ["MotionEngine", "MotionEngineOptions", "displacement_weights", "load_engine"]
+__all__ = ["INTERIORS", "MotionEngine", "MotionEngineOptions", "displacement_weights", "interior_painter", "load_engine"]

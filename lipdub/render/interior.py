@@ -4,8 +4,10 @@ When the borrowed frame's own opening is much smaller than the target's, its cav
 stretched from a thin line (vertical stripes); instead the opening is painted: a dark cavity whose
 colour comes from the speaker's own lips (so lighting and white balance match), an upper-teeth band
 under the upper lip that shows more as the mouth opens, and a faint lower-teeth band, with a soft
-edge. This is a procedural stand-in for a learned interior network (see docs/models.md): it gives
-the opening a plausible structure at the face's own resolution instead of a blur or a smear.
+edge. It gives the opening a plausible structure at the face's own resolution instead of a blur or a
+smear, and is the engine's default: the learned alternative (`lipdub.render.learned_interior`,
+``--interior learned``) is twice as close to real mouths but smooth, and in the engine its openings
+read as less open (docs/models.md, "The learned mouth interior").
 
 `interior_alpha` decides how much of the painted interior to use: none while the borrowed frame
 opens at least `OWN_INTERIOR_RATIO` as wide as the target, all of it below half that.

@@ -124,3 +124,24 @@ def export_motion(run_dirs: Sequence[Path], name: str, description: str = "", sm
             "validation": {k: v for k, v in validation.items() if k != "clips"}, "validation_clips": validation["clips"]}
     (out_dir / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     return path
+
+
+def export_interior(checkpoint: Path, name: str = "lipdub-interior", description: str = "",
+                    facts: dict | None = None, out_dir: Path | None = None) -> Path:
+    """Write a `lipdub train interior` checkpoint as ``<out_dir>/<name>.pt`` (float16 state dict +
+    recipe, what `lipdub.render.learned_interior.load_learned_interior` reads) and ``<name>.json``."""
+    from lipdub.render.learned_interior import INTERIOR_DIR
+
+    out_dir = Path(out_dir) if out_dir is not None else INTERIOR_DIR
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        bundle = {"state_dict": _half(state["state_dict"]), "recipe": state["recipe"], "step": state.get("step")}
+    except (KeyError, OSError, RuntimeError, TypeError) as error:
+        raise LipdubError(f"{checkpoint} is not a lipdub interior checkpoint: {error}") from error
+    weights = out_dir / f"{name}.pt"
+    size = _save(bundle, weights)
+    card = {"name": name, "description": description, "weights": weights.name, "bytes": size,
+            "recipe": state["recipe"], "step": state.get("step"), **(facts or {})}
+    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    logger.info("exported %s (%.2f MiB)", weights, size / 2**20)
+    return weights
