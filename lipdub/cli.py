@@ -80,7 +80,7 @@ def sync(
     motion_model: Optional[str] = typer.Option(None, "--motion-model", help="Motion engine: another lip motion model (bundled name or .pt file)."),
     model: Optional[str] = typer.Option(None, "--model", help="Generator engine: a bundled generator by name (see `lipdub models`)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator engine: your own generator checkpoint, e.g. Wav2Lip's wav2lip_gan.pth."),
-    profile: Optional[Path] = typer.Option(None, "--profile", help="Generator engine: a personalised generator profile directory."),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="A profile folder from `lipdub personalize`: a motion profile's fine-tuned model and mouth bank (the speaker's own teeth, for a photo or another video of them), or a generator profile."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, max=512, help="Frames rendered together."),
     no_color_match: bool = typer.Option(False, "--no-color-match", help="Paste the generated mouth without matching its colours to the frame."),
     reference: str = typer.Option("self", "--reference", help="Generator reference: 'self' (each frame, as Wav2Lip) or 'first' (the first face, so the original mouth cannot leak)."),
@@ -508,7 +508,7 @@ def evaluate_set_command(
     speech: Optional[list[Path]] = typer.Option(None, "--speech", help="dub protocol: speech file(s) every clip is dubbed with (repeatable)."),
     engine: Optional[str] = typer.Option(None, "--engine", help="Engine to evaluate: 'motion' (default) or 'generator' (implied by --checkpoint / --profile)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator to evaluate (generator engine)."),
-    profile: Optional[Path] = typer.Option(None, "--profile", help="A personalised generator profile to evaluate."),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="A personalisation profile to evaluate (motion: its model and mouth bank; or a generator profile)."),
     motion_model: Optional[str] = typer.Option(None, "--motion-model", help="Motion engine: the lip motion model to evaluate (bundled name or .pt file; default: the bundled default)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, errors only."),
 ) -> None:

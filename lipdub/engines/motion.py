@@ -279,6 +279,9 @@ class MotionEngine:
         self.chosen_sources[picked] = bank.frames[chosen[picked]]
         self.chosen_profile = np.full(frames, -1, np.int64)
         self.chosen_profile[picked] = bank.profile_indices[chosen[picked]]
+        if len(bank) and not bank.from_input.all():
+            logger.info("mouth bank: %d output frames may borrow a profile mouth, %d an input frame's",
+                        int((self.chosen_profile >= 0).sum()), int((self.chosen_sources >= 0).sum()))
         self.target_aperture = [float("nan")] * frames
         self._hold_bank, self._hold_weight = None, None
 
