@@ -88,6 +88,22 @@ def test_opening_fits_band_and_closed_targets():
     assert not bool(opening_fits(0.05, 0.01, closed=0.02))  # too open to close
 
 
+def test_interior_source_pulls_the_inner_ring_in_vertically():
+    from lipdub.engines.motion import interior_source
+    from lipdub.eval.mouth import LIP_INNER
+
+    points = np.zeros((478, 2))
+    ring = np.linspace(0, 2 * np.pi, len(LIP_INNER), endpoint=False)
+    points[list(LIP_INNER)] = np.stack([100 + 40 * np.cos(ring), 50 + 10 * np.sin(ring)], axis=1)
+    points[0] = (7.0, 8.0)
+    moved = interior_source(points, 0.4)
+    inner = moved[list(LIP_INNER)]
+    np.testing.assert_allclose(inner[:, 0], points[list(LIP_INNER), 0])  # widths kept
+    np.testing.assert_allclose(inner[:, 1] - 50, 0.6 * (points[list(LIP_INNER), 1] - 50), atol=1e-9)
+    np.testing.assert_array_equal(moved[0], points[0])  # nothing else moves
+    assert interior_source(points, 0.0) is not None and np.array_equal(interior_source(points, 0.0), points)
+
+
 def test_centre_lips_removes_only_the_lips_translation():
     shapes = np.random.default_rng(0).normal(size=(3, 79, 2))
     moved = shapes + np.array([0.3, -0.2])

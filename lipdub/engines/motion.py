@@ -45,7 +45,6 @@ logger = logging.getLogger(__name__)
 #: Bank frames kept at most (evenly spaced over the input) and the pixel margin around each crop.
 BANK_CAPACITY = 1500
 BANK_MARGIN = 6
-POSE_POINTS = B.POSE_POINTS
 #: Face Mesh eye contours (the sclera is sampled for the painted teeth's white).
 RIGHT_EYE_RING = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
 LEFT_EYE_RING = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
@@ -96,6 +95,19 @@ def closing_lip_source(points: np.ndarray, own: float, target: float, inset: flo
     moved = points.copy()
     inner, outer = list(S.LIP_INNER), list(S.LIP_OUTER)
     moved[inner] += share * (points[outer] - points[inner])
+    return moved
+
+
+def interior_source(points: np.ndarray, inset: float) -> np.ndarray:
+    """The points whose inner-lip ring the borrowed opening is sampled inside: the ring pulled
+    towards its own horizontal midline by ``inset`` of its height (0: as measured)."""
+    points = np.asarray(points, np.float64)
+    if inset <= 0:
+        return points
+    moved = points.copy()
+    inner = list(S.LIP_INNER)
+    ring = points[inner]
+    moved[inner, 1] = ring[:, 1] + inset * (ring[:, 1].mean() - ring[:, 1])
     return moved
 
 
@@ -356,7 +368,7 @@ class MotionEngine:
             ix1, iy1, ix2, iy2 = inner_rect
             ix1, iy1, ix2, iy2 = max(ix1, x1), max(iy1, y1), min(ix2, x2), min(iy2, y2)
             if ix2 > ix1 and iy2 > iy1:
-                small, small_inside = warp_patch(crop, origin, warp_vertices(source_points, self._mesh),
+                small, small_inside = warp_patch(crop, origin, warp_vertices(interior_source(source_points, source.inset), self._mesh),
                                                  target_vertices, self._mesh.interior, (ix1, iy1, ix2, iy2))
                 interior[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = small
                 inside[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = small_inside

@@ -19,9 +19,10 @@ and, with a personalisation profile (`lipdub.render.profile_bank`), a few dozen 
 same speaker from another video. Each `BankEntry` carries its pixels, its Face Mesh points on
 them and its canonical shape, so the renderer warps any of them the same way. A profile's mouths
 never share the input's light or head pose exactly, so they cost `PROFILE_COST` more in the
-retrieval: an input frame that fits keeps priority and profile mouths fill in where the input has
-none open enough (always, for a photo). They lend only the opening, never the skin, and never hold
-a pause (`lipdub.render.hold` picks among input frames).
+retrieval, and with a profile loaded any mouth whose opening does not fit the target's costs
+`UNFIT_COST` more: an input frame that fits keeps priority and profile mouths fill in where the
+input has none open enough (a closed-mouth photo, nearly always). They lend only the opening, never
+the skin, and never hold a pause (`lipdub.render.hold` picks among input frames).
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ POSE_POINTS = (1, 4, 5, 195)
 #: a profile's were filmed under another one.
 INPUT_GAIN_RANGE = (0.8, 1.25)
 PROFILE_GAIN_RANGE = (0.6, 1.6)
+#: A profile mouth's opening is sampled inside its inner-lip ring pulled in by this share of its
+#: height (`lipdub.engines.motion.interior_source`). Face Mesh's inner contour of a half-open mouth
+#: runs through the teeth and takes in a strip of lip (looked at on man_congressman_60s); warped
+#: whole onto a photo's ring, that lip made the opening read 0.69 x as wide as its target (render
+#: r 0.79); pulled in by 0.25 / 0.4: 0.92 x / 1.08 x (r 0.84 / 0.87), the painted interior 1.10 x
+#: (r 0.91). On a GRID speaker (larger mouth) r stayed at 0.99 for each.
+PROFILE_INSET = 0.4
 #: Sequence keys of entries from outside the input start below this (see `sequence_keys`).
 _OUTSIDE_KEY = -10
 
@@ -235,6 +243,7 @@ class BankEntry:
     frame: int = -1  # the input frame it is, or -1
     profile_index: int = -1  # its index in the profile's bank, or -1
     gain_range: tuple[float, float] = INPUT_GAIN_RANGE
+    inset: float = 0.0  # share of the opening's height its ring is pulled in before sampling
 
 
 class MouthBank:
@@ -333,7 +342,8 @@ class MouthBank:
         frame = self._frames[index]
         return BankEntry(self._spool.read(patch), patch.origin, self._points[index], self.shapes[index],
                          float(self.openings[index]), frame, self._profile_ids[index],
-                         INPUT_GAIN_RANGE if frame >= 0 else PROFILE_GAIN_RANGE)
+                         INPUT_GAIN_RANGE if frame >= 0 else PROFILE_GAIN_RANGE,
+                         0.0 if frame >= 0 else PROFILE_INSET)
 
     def close(self) -> None:
         self._spool.close()

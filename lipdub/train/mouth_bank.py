@@ -113,7 +113,8 @@ def crop_mouth(image: np.ndarray, points: np.ndarray, eye: float, max_eye: float
 
 
 def build_profile_bank(video: Path, stop_frame: int | None = None, capacity: int = CAPACITY,
-                       progress: Callable[[int, int], None] | None = None) -> ProfileBank | None:
+                       progress: Callable[[int, int], None] | None = None,
+                       min_opening: float = MIN_OPENING) -> ProfileBank | None:
     """The mouth bank of ``video``'s frames before ``stop_frame`` (default: all of them); None when
     the speaker never opens their mouth there.
 
@@ -167,9 +168,9 @@ def build_profile_bank(video: Path, stop_frame: int | None = None, capacity: int
     openings = S.aperture(shapes)
     widths = np.linalg.norm(shapes[:, S.LEFT_CORNER] - shapes[:, S.RIGHT_CORNER], axis=-1)
     poses = pose_features(canonical)
-    picks = select_bank_frames(openings, widths, poses, np.asarray(sharp), capacity)
+    picks = select_bank_frames(openings, widths, poses, np.asarray(sharp), capacity, min_opening)
     if len(picks) == 0:
-        logger.warning("%s never opens its mouth wider than %.2f eye units: no mouth bank", video, MIN_OPENING)
+        logger.warning("%s never opens its mouth wider than %.2f eye units: no mouth bank", video, min_opening)
         return None
     rest = S.rest_track(S.apply_affine(transforms, smoothed[:, list(S.MOTION_POINTS)]), info.fps)
     eyes = np.linalg.norm(raw[:, S.RIGHT_EYE_OUTER] - raw[:, S.LEFT_EYE_OUTER], axis=-1)
