@@ -81,7 +81,7 @@ def sync(
     interior: str = typer.Option("painted", "--interior", help="Motion engine: what paints a mouth opening no input frame shows (a closed-mouth photo): 'painted' (default: procedural cavity and teeth) or 'learned' (the bundled interior network: truer colours, but smooth)."),
     model: Optional[str] = typer.Option(None, "--model", help="Generator engine: a bundled generator by name (see `lipdub models`)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator engine: your own generator checkpoint, e.g. Wav2Lip's wav2lip_gan.pth."),
-    profile: Optional[Path] = typer.Option(None, "--profile", help="Generator engine: a personalised generator profile directory."),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="A profile folder from `lipdub personalize`: a motion profile's fine-tuned model and mouth bank (the speaker's own teeth, for a photo or another video of them), or a generator profile."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, max=512, help="Frames rendered together."),
     no_color_match: bool = typer.Option(False, "--no-color-match", help="Paste the generated mouth without matching its colours to the frame."),
     reference: str = typer.Option("self", "--reference", help="Generator reference: 'self' (each frame, as Wav2Lip) or 'first' (the first face, so the original mouth cannot leak)."),
@@ -361,9 +361,17 @@ def personalize(
     engine: str = typer.Option("motion", "--engine", help="'motion' (default): fine-tune the lip motion model; 'generator': the compact generator."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Fine-tuning steps (default 150 for motion, 300 for the generator)."),
     base: Optional[Path] = typer.Option(None, "--base-checkpoint", help="Start from this model (default: the bundled one)."),
+    bank_size: int = typer.Option(96, "--bank-size", min=0, max=512, help="Motion engine: open mouths of the speaker the profile keeps (0: none)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace PROFILE if it exists."),
 ) -> None:
-    """Fine-tune to one speaker's own video (trained on its first 70 %, scored on the rest): a profile for `sync --profile`."""
+    """Fine-tune to one speaker's own video (trained on its first 70 %, scored on the rest): a profile for `sync --profile`.
+
+    A motion profile holds the fine-tuned lip motion model and a mouth bank: up to --bank-size of
+    the speaker's open mouths from the same first 70 % (the widest-open one always, then the ones
+    that best cover openings and head poses, as JPEG crops with their Face Mesh points). `lipdub
+    sync FACE AUDIO --profile PROFILE` borrows teeth and mouth interior from them where FACE (a
+    photo, or another video of the speaker) has no open-enough frame of its own.
+    """
     import tempfile
 
     _configure_logging(False, False, progress_log=True)
@@ -384,19 +392,23 @@ def personalize(
         (clip_dir,) = [p for p in (Path(work) / "dataset" / "clips").iterdir() if p.is_dir()]
         staging = Path(work) / "profile"
         if engine == "motion":
-            summary = _personalize_motion(clip_dir, base, staging, steps or 150, video)
+            summary = _personalize_motion(clip_dir, base, staging, steps or 150, video, bank_size)
         else:
             summary = _personalize_generator(clip_dir, base, staging, steps or 300, video)
         publish_directory(staging, profile, overwrite=True)  # never half a profile
     typer.echo(f"wrote {profile}; held-out last 30%: {summary}")
 
 
-def _personalize_motion(clip_dir: Path, base: Optional[Path], staging: Path, steps: int, video: Path) -> str:
+def _personalize_motion(clip_dir: Path, base: Optional[Path], staging: Path, steps: int, video: Path,
+                        bank_size: int) -> str:
     import json
 
+    from lipdub.fileio import write_atomic
     from lipdub.motion.predictor import load_motion_model, save_motion_model
+    from lipdub.render.profile_bank import BANK_FILE, save_bank
     from lipdub.train.data import read_clips_table
     from lipdub.train.motion import MotionRecipe, load_motion_clip, personalize_motion
+    from lipdub.train.mouth_bank import MAX_EYE_PIXELS, build_profile_bank
 
     predictor = load_motion_model(base)
     recipe = MotionRecipe(**{k: v for k, v in predictor.members[0].recipe.items() if k in MotionRecipe.__dataclass_fields__})
@@ -408,12 +420,26 @@ def _personalize_motion(clip_dir: Path, base: Optional[Path], staging: Path, ste
     result = personalize_motion(clip, predictor.members, steps=steps)
     staging.mkdir(parents=True)
     save_motion_model(predictor, staging / "motion.pt")
-    (staging / "profile.json").write_text(json.dumps({
+    meta = {
         "engine": "motion", "name": f"profile-{video.stem}", "weights": "motion.pt",
         "description": f"{predictor.name} fine-tuned for {steps} steps on {result['frames_trained']} frames of {video.name}",
-    }, indent=2) + "\n")
-    (staging / "report.json").write_text(json.dumps(result, indent=2) + "\n")
-    return f"aperture r generic {result['generic_r']:.3f} -> personalised {result['personalised_r']:.3f}"
+        "mouth_bank": None,
+    }
+    bank_note = "no mouth bank"
+    if bank_size > 0:
+        # The bank comes from the frames the model trained on: the held-out rest stays unseen.
+        stop = int(result["frames_trained"])
+        logging.getLogger("lipdub").info("choosing the mouth bank among the first %d frames", stop)
+        bank = build_profile_bank(video, stop_frame=stop, capacity=bank_size)
+        if bank is not None:
+            size = save_bank(bank, staging / BANK_FILE)
+            meta["mouth_bank"] = {"file": BANK_FILE, "entries": len(bank), "bytes": size,
+                                  "source_frames": [0, stop], "max_eye_pixels": MAX_EYE_PIXELS}
+            bank_note = f"mouth bank {len(bank)} mouths, {size / 1e6:.2f} MB"
+    write_atomic(staging / "profile.json", json.dumps(meta, indent=2) + "\n")
+    write_atomic(staging / "report.json", json.dumps(result, indent=2) + "\n")
+    return (f"aperture r generic {result['generic_r']:.3f} -> personalised {result['personalised_r']:.3f}; "
+            f"{bank_note}")
 
 
 def _personalize_generator(clip_dir: Path, base: Optional[Path], staging: Path, steps: int, video: Path) -> str:
@@ -517,7 +543,7 @@ def evaluate_set_command(
     engine: Optional[str] = typer.Option(None, "--engine", help="Engine to evaluate: 'motion' (default) or 'generator' (implied by --checkpoint / --profile)."),
     interior: str = typer.Option("painted", "--interior", help="Motion engine: 'painted' (default) or 'learned' mouth interior."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator to evaluate (generator engine)."),
-    profile: Optional[Path] = typer.Option(None, "--profile", help="A personalised generator profile to evaluate."),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="A personalisation profile to evaluate (motion: its model and mouth bank; or a generator profile)."),
     motion_model: Optional[str] = typer.Option(None, "--motion-model", help="Motion engine: the lip motion model to evaluate (bundled name or .pt file; default: the bundled default)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, errors only."),
 ) -> None:

@@ -49,10 +49,12 @@ class SyncOptions:
 
     ``engine`` picks what draws the mouth (`lipdub.engines`): ``"motion"`` (default: predicted lip
     motion rendered with the speaker's own pixels) or ``"generator"`` (a Wav2Lip-family network;
-    implied by ``model``, ``checkpoint`` or ``profile``). ``motion_model`` names another lip motion
-    model (a bundled name or a checkpoint path) for the motion engine; ``interior`` what paints a
-    mouth opening that no input frame shows (`lipdub.engines.motion.INTERIORS`: ``"painted"``,
-    the default, or ``"learned"``).
+    implied by ``model`` or ``checkpoint``). ``motion_model`` names another lip motion model (a
+    bundled name or a checkpoint path) for the motion engine; ``interior`` what paints a mouth
+    opening that no input frame shows (`lipdub.engines.motion.INTERIORS`: ``"painted"``, the
+    default, or ``"learned"``). ``profile`` is a folder made by ``lipdub personalize``; its
+    profile.json names the engine it is for, and a motion profile brings its fine-tuned model and
+    the speaker's mouth bank (`lipdub.render.profile_bank`).
     """
 
     photo_fps: float = 25.0

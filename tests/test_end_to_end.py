@@ -149,6 +149,12 @@ def test_personalize_then_sync_with_the_profile(tmp_path, engine):
     assert made.returncode == 0, made.stderr
     assert (profile / "profile.json").is_file() and (profile / "report.json").is_file()
     assert (profile / ("motion.pt" if engine == "motion" else "generator.pt")).is_file()
+    if engine == "motion":  # with the speaker's mouths, from the 70 % the model trained on
+        import json
+
+        bank = json.loads((profile / "profile.json").read_text())["mouth_bank"]
+        assert 0 < bank["entries"] <= 96 and bank["bytes"] == (profile / bank["file"]).stat().st_size
+        assert bank["source_frames"] == [0, json.loads((profile / "report.json").read_text())["frames_trained"]]
     again = subprocess.run([sys.executable, "-m", "lipdub", "personalize", str(clip), "-o", str(profile), "--steps", "3"],
                            capture_output=True, text=True)
     assert again.returncode != 0 and "already exists" in again.stderr

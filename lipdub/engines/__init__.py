@@ -4,7 +4,7 @@
 resolves a scheduler; the pipeline never branches on which one it got (`lipdub.engines.base`).
 
 - ``motion`` (default): `lipdub.engines.motion.MotionEngine`, predicted lip motion rendered by
-  warping the speaker's own pixels;
+  warping the speaker's own pixels (with a motion profile: its fine-tuned model and its mouths);
 - ``generator``: `lipdub.engines.generator.GeneratorEngine`, a Wav2Lip-compatible generator
   (the bundled compact model, ``--checkpoint wav2lip_gan.pth`` or a generator profile).
 """
@@ -66,16 +66,20 @@ def build_engine(options):
     from lipdub.engines.motion import MotionEngineOptions, load_engine
 
     motion_model = options.motion_model
+    bank = None
     if options.profile is not None:
+        from lipdub.render.profile_bank import profile_bank
+
         if profile_engine(options.profile) != "motion":
             raise LipdubError(f"{options.profile} is a generator profile: use it with --engine generator")
         if motion_model is not None:
             raise LipdubError("choose --profile or --motion-model, not both")
         motion_model = Path(options.profile) / "motion.pt"
+        bank = profile_bank(options.profile)  # None for a profile made before mouth banks
     exclude = 1.0 if options.reference == "first" else None
     engine = load_engine(motion_model, MotionEngineOptions(
         color_match=options.color_match, exclude_seconds=exclude, batch_size=options.batch_size,
-        interior=getattr(options, "interior", "painted")))
+        interior=getattr(options, "interior", "painted")), bank)
     if options.profile is not None:
         engine.model_name = f"profile {Path(options.profile).name}"
     return engine

@@ -7,11 +7,13 @@ Per output frame, the data flow reads in one direction:
 2. **warp** (`lipdub.render.warp`): the frame's own skin and lips, piecewise-affinely moved onto
    that shape at full resolution (Face Mesh's triangles, which leave the mouth opening as a hole);
 3. **interior**: the opening is filled from the frame itself when it is already open enough, else
-   from the mouth bank (`lipdub.render.bank`): the input frame whose lips are nearest the target in
-   a similar head pose, chosen along a Viterbi path so teeth do not flicker; where even that frame
-   is much more closed than the target (always, for a closed-mouth photo), a painted cavity and
-   teeth (`lipdub.render.interior`, the default) or the learned interior network
-   (`lipdub.render.learned_interior`; `MotionEngineOptions.interior`) cover the difference;
+   from the mouth bank (`lipdub.render.bank.MouthBank`): the input frame whose lips are nearest the
+   target in a similar head pose, or, with a personalisation profile, one of the speaker's mouths
+   it carries (`lipdub.render.profile_bank`; input frames keep priority), chosen along a Viterbi
+   path so teeth do not flicker; where even that mouth is much more closed than the target (always,
+   for a closed-mouth photo without a profile), a painted cavity and teeth (`lipdub.render.interior`,
+   the default) or the learned interior network (`lipdub.render.learned_interior`;
+   `MotionEngineOptions.interior`) cover the difference;
 4. **blend**: a feathered mask over the old and new lower face; every pixel outside it is the
    input's, exactly.
 
@@ -36,7 +38,7 @@ from lipdub.motion import shape as S
 from lipdub.motion.transfer import keep_slow_expression, speaker_scale, target_shapes
 from lipdub.render import bank as B
 from lipdub.render.hold import FADE_SECONDS, SEARCH_SECONDS, choose_hold_frame, hold_weights, pause_runs
-from lipdub.render.interior import OWN_INTERIOR_RATIO, interior_alpha, lip_colour, paint_interior, teeth_colour
+from lipdub.render.interior import FIT_SLACK, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
 from lipdub.render.mesh import MESH_POINTS, build_mesh, warp_vertices
 from lipdub.render.warp import bounding_rect, warp_patch
 
@@ -45,9 +47,6 @@ logger = logging.getLogger(__name__)
 #: Bank frames kept at most (evenly spaced over the input) and the pixel margin around each crop.
 BANK_CAPACITY = 1500
 BANK_MARGIN = 6
-#: Points whose canonical position reflects head yaw/pitch (nose tip, nose ridge, chin is not used:
-#: it moves with speech).
-POSE_POINTS = (1, 4, 5, 195)
 #: Face Mesh eye contours (the sclera is sampled for the painted teeth's white).
 RIGHT_EYE_RING = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
 LEFT_EYE_RING = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
@@ -69,6 +68,12 @@ class MotionEngineOptions:
     #: Bank retrieval weights (`lipdub.render.bank.choose_sources`).
     pose_weight: float = B.POSE_WEIGHT
     switch_cost: float = B.SWITCH_COST
+    #: Extra retrieval cost of a profile's mouth over an input frame, and the weight of its pose
+    #: difference (`lipdub.render.bank.PROFILE_COST`, `PROFILE_POSE_WEIGHT`).
+    profile_cost: float = B.PROFILE_COST
+    profile_pose_weight: float = B.PROFILE_POSE_WEIGHT
+    #: With a profile, extra cost of a mouth whose opening does not fit the target's (`B.UNFIT_COST`).
+    unfit_cost: float = B.UNFIT_COST
     #: What paints an opening no input frame can supply (`INTERIORS`): "painted" (the procedural
     #: `lipdub.render.interior.paint_interior`) or "learned" (the bundled
     #: `lipdub.render.learned_interior` network; the painted one if its weights cannot be loaded).
@@ -121,13 +126,23 @@ def closing_lip_source(points: np.ndarray, own: float, target: float, inset: flo
     return moved
 
 
-def own_interior_fits(own: float, target: float, slack: float = 0.015) -> bool:
-    """Whether a frame's own mouth opening (eye units) can be warped to the target's.
+def interior_source(points: np.ndarray, inset: float) -> np.ndarray:
+    """The points whose inner-lip ring the borrowed opening is sampled inside: the ring pulled
+    towards its own horizontal midline by ``inset`` of its height (0: as measured)."""
+    points = np.asarray(points, np.float64)
+    if inset <= 0:
+        return points
+    moved = points.copy()
+    inner = list(S.LIP_INNER)
+    ring = points[inner]
+    moved[inner, 1] = ring[:, 1] + inset * (ring[:, 1].mean() - ring[:, 1])
+    return moved
 
-    Stretching a narrow opening wide smears it; squeezing a wide one shut leaves a dark line of
-    compressed teeth and cavity between the lips. Within this band neither shows.
-    """
-    return OWN_INTERIOR_RATIO * target <= own <= target / OWN_INTERIOR_RATIO + slack
+
+def own_interior_fits(own: float, target: float, slack: float = FIT_SLACK) -> bool:
+    """Whether a frame's own mouth opening (eye units) can be warped to the target's
+    (`lipdub.render.interior.opening_fits`)."""
+    return bool(opening_fits(own, target, slack))
 
 
 def displacement_weights(layout: np.ndarray, lower: np.ndarray, motion_points: tuple[int, ...],
@@ -152,21 +167,25 @@ def displacement_weights(layout: np.ndarray, lower: np.ndarray, motion_points: t
 
 
 class MotionEngine:
-    """`lipdub.engines.base.Engine`: motion model + mouth bank + piecewise-affine renderer."""
+    """`lipdub.engines.base.Engine`: motion model + mouth bank + piecewise-affine renderer.
+
+    ``profile_bank``: a personalisation profile's mouths (`lipdub.render.profile_bank.ProfileBank`)
+    to borrow openings from besides the input's own frames; None for the input's only.
+    """
 
     name = "motion"
 
-    def __init__(self, predictor, options: MotionEngineOptions = MotionEngineOptions()):
+    def __init__(self, predictor, options: MotionEngineOptions = MotionEngineOptions(), profile_bank=None):
         self.predictor = predictor
         self.options = options
         self.interior = interior_painter(options.interior)  # None: painted
         self.sample_rate = 16000
         self.batch_size = options.batch_size
         self.model_name = predictor.name
-        self._spool = B.PatchSpool()
-        self._bank: list[tuple[int, B.Patch]] = []
+        self._bank = B.MouthBank(profile_bank)
         self._stride = 1
-        self.chosen_sources: np.ndarray | None = None  # input frame borrowed by each output frame
+        self.chosen_sources: np.ndarray | None = None  # input frame whose opening each output frame shows, or -1
+        self.chosen_profile: np.ndarray | None = None  # profile mouth it shows instead, or -1
         self.target_aperture: list[float] | None = None  # per output frame, for `lipdub eval-set`
         self._hold_bank: np.ndarray | None = None  # per output frame: bank entry its pause holds, or -1
         self._hold_weight: np.ndarray | None = None  # per output frame: 0..1 share of the hold frame
@@ -184,7 +203,7 @@ class MotionEngine:
         if rect is None:
             return
         x1, y1, x2, y2 = rect
-        self._bank.append((index, self._spool.add(image[y1:y2, x1:x2], (x1, y1))))
+        self._bank.add_input(index, image[y1:y2, x1:x2], (x1, y1))
 
     # -- planning --------------------------------------------------------------------------------
     def prepare(self, plan: RenderPlan) -> None:
@@ -198,9 +217,7 @@ class MotionEngine:
                 landmarks[j] = face.landmarks
                 raw[j] = face.landmarks if face.raw_landmarks is None else face.raw_landmarks
         self._landmarks = raw
-        template = S.stable_template(landmarks)
-        self._transforms = S.canonical_transforms(landmarks, template)
-        self._canonical = S.apply_affine(self._transforms, raw[:, :MESH_POINTS])  # (N, 468, 2)
+        self._transforms, self._canonical = S.canonical_mesh(landmarks, raw, MESH_POINTS)  # (N, 468, 2)
         smoothed_shapes = S.apply_affine(self._transforms, landmarks[:, list(S.MOTION_POINTS)])
         shapes = self._canonical[:, list(S.MOTION_POINTS)]
         # A video's rest is its most closed mouth of the moment; a photo's, its lips (nearly) together.
@@ -219,8 +236,11 @@ class MotionEngine:
         layout = np.nanmedian(self._canonical, axis=0)
         self._mesh = build_mesh(layout)
         self._followers, self._follow_weights = displacement_weights(layout, self._mesh.lower, S.MOTION_POINTS)
-        self._bank_frames = np.array([j for j, _ in self._bank], np.int64)
-        self._pose = self._canonical[:, list(POSE_POINTS)].reshape(count, -1)
+        self._pose = B.pose_features(self._canonical)
+        faced = np.isfinite(self._pose).all(axis=1) & np.isfinite(rest).all(axis=(1, 2))
+        self._bank.place(raw, self._canonical, np.median(rest[faced], axis=0) if faced.any() else rest[0],
+                         np.median(self._pose[faced], axis=0) if faced.any() else self._pose[0])
+        self._bank_frames = self._bank.frames
 
         motion, gate = self.predictor.predict_with_gate(plan.speech, frames, plan.fps)
         targets = target_shapes(rest[self._sources], motion, self.scale)
@@ -235,10 +255,11 @@ class MotionEngine:
         frames = len(self._sources)
         self._hold_bank = np.full(frames, -1, np.int64)
         self._hold_weight = np.zeros(frames)
-        if not len(self._bank_frames):
+        if not self._bank.from_input.any():
             return
         runs = pause_runs(gate, self._fps)
-        openings = S.aperture(self._shapes[self._bank_frames])
+        # A pause holds one of the input's own closed mouths: its skin is about to be shown.
+        openings = np.where(self._bank.from_input, self._bank.openings, np.nan)
         reach = SEARCH_SECONDS * self._fps
         exclude = None if self.options.exclude_seconds is None else self.options.exclude_seconds * self._fps
         kept = []
@@ -277,20 +298,31 @@ class MotionEngine:
         exclude = None
         if self.options.exclude_seconds is not None:
             exclude = int(round(self.options.exclude_seconds * self._fps))
-        bank_frames, has_face, sources = self._bank_frames, self._has_face, self._sources
+        bank, has_face, sources = self._bank, self._has_face, self._sources
         chosen = np.full(frames, -1, np.int64)
-        if has_face.any() and len(bank_frames):
-            if exclude is not None and np.ptp(bank_frames) <= 2 * exclude:
+        if has_face.any() and len(bank):
+            own = bank.frames[bank.from_input]
+            has_profile = not bank.from_input.all()
+            if exclude is not None and not has_profile and np.ptp(own) <= 2 * exclude:
                 logger.warning("input too short to exclude %.1f s around each frame; using the whole bank",
                                self.options.exclude_seconds)
                 exclude = None
             chosen[has_face] = B.choose_sources(
                 targets[has_face], self._pose[sources[has_face]], sources[has_face],
-                self._shapes[bank_frames], self._pose[bank_frames], bank_frames, exclude_within=exclude,
-                switch_cost=self.options.switch_cost, pose_weight=self.options.pose_weight)
+                bank.shapes, bank.pose, bank.frames, exclude_within=exclude,
+                switch_cost=self.options.switch_cost,
+                pose_weight=bank.pose_weights(self.options.pose_weight, self.options.profile_pose_weight),
+                bank_cost=bank.costs(self.options.profile_cost), centred=~bank.from_input,
+                fit=(bank.openings, S.aperture(targets[has_face]), self.options.unfit_cost if has_profile else 0.0))
         self._chosen = chosen
+        picked = chosen >= 0
         self.chosen_sources = np.full(frames, -1, np.int64)
-        self.chosen_sources[chosen >= 0] = bank_frames[chosen[chosen >= 0]]
+        self.chosen_sources[picked] = bank.frames[chosen[picked]]
+        self.chosen_profile = np.full(frames, -1, np.int64)
+        self.chosen_profile[picked] = bank.profile_indices[chosen[picked]]
+        if len(bank) and not bank.from_input.all():
+            logger.info("mouth bank: %d output frames may borrow a profile mouth, %d an input frame's",
+                        int((self.chosen_profile >= 0).sum()), int((self.chosen_sources >= 0).sum()))
         self.target_aperture = [float("nan")] * frames
         self._hold_bank, self._hold_weight = None, None
 
@@ -321,8 +353,8 @@ class MotionEngine:
         weight = float(self._hold_weight[i]) if self._hold_weight is not None else 0.0
         if weight <= 0.0 or self._hold_bank[i] < 0:
             return self._draw(job, j, job.image, (0, 0))
-        held_frame, patch_ref = self._bank[self._hold_bank[i]]
-        held = self._draw(job, held_frame, self._spool.read(patch_ref), patch_ref.origin)
+        hold = self._bank.entry(self._hold_bank[i])
+        held = self._draw(job, hold.frame, hold.crop, hold.origin)
         if weight >= 1.0:
             return held
         own = self._draw(job, j, job.image, (0, 0))
@@ -348,17 +380,16 @@ class MotionEngine:
         lip_source = closing_lip_source(lips_points, opening_own, opening_target)
         patch, covered = warp_patch(lips_image, lips_origin, warp_vertices(lip_source, self._mesh), target_vertices,
                                     self._mesh.surface, rect)
-        # 2. The opening: the lips frame's own when it is open enough (and allowed), else a bank frame's.
+        # 2. The opening: the lips frame's own when it is open enough (and allowed), else a bank mouth's.
         # A pause's hold frame keeps its own: a still mouth must not switch interiors.
         held = lips_frame != j
         own_allowed = held or (self.options.exclude_seconds is None and own_interior_fits(opening_own, opening_target))
         if own_allowed or self._chosen[i] < 0:
-            source_frame, crop, origin = lips_frame, lips_image, lips_origin
+            source = B.BankEntry(lips_image, lips_origin, lips_points, self._shapes[lips_frame], opening_own, lips_frame)
         else:
-            source_frame, patch_ref = self._bank[self._chosen[i]]
-            crop, origin = self._spool.read(patch_ref), patch_ref.origin
-        self.chosen_sources[i] = source_frame
-        source_points = np.asarray(self._landmarks[source_frame], np.float64)
+            source = self._bank.entry(self._chosen[i])
+        self.chosen_sources[i], self.chosen_profile[i] = source.frame, source.profile_index
+        crop, origin, source_points = source.crop, source.origin, np.asarray(source.points, np.float64)
         # The opening is small: warp only its own box, then place it in the patch.
         inner_rect = bounding_rect(target[list(S.LIP_INNER)], job.image.shape, 2)
         interior, inside = patch.copy(), np.zeros(patch.shape[:2], bool)
@@ -366,19 +397,19 @@ class MotionEngine:
             ix1, iy1, ix2, iy2 = inner_rect
             ix1, iy1, ix2, iy2 = max(ix1, x1), max(iy1, y1), min(ix2, x2), min(iy2, y2)
             if ix2 > ix1 and iy2 > iy1:
-                small, small_inside = warp_patch(crop, origin, warp_vertices(source_points, self._mesh),
+                small, small_inside = warp_patch(crop, origin, warp_vertices(interior_source(source_points, source.inset), self._mesh),
                                                  target_vertices, self._mesh.interior, (ix1, iy1, ix2, iy2))
                 interior[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = small
                 inside[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = small_inside
         inner = target[list(S.LIP_INNER)]
         lips = lip_colour(job.image, target[list(S.LIP_OUTER)], inner)
-        if source_frame != lips_frame and self.options.color_match:
-            # Same video, maybe other light: scale the borrowed cavity by the lips' colour ratio.
+        if source.frame != lips_frame and self.options.color_match:
+            # Another frame, maybe other light (another video's, for a profile's mouth): scale the
+            # borrowed cavity by the lips' colour ratio, within the range the entry allows.
             theirs = lip_colour(crop, source_points[list(S.LIP_OUTER)] - origin, source_points[list(S.LIP_INNER)] - origin)
-            gain = np.clip(lips / np.maximum(theirs, 1.0), 0.8, 1.25)
+            gain = np.clip(lips / np.maximum(theirs, 1.0), *source.gain_range)
             interior = np.clip(interior * gain + 0.5, 0, 255).astype(np.uint8)
-        opening_source = float(S.aperture(self._shapes[source_frame][None])[0])
-        painted_weight = interior_alpha(opening_source, opening_target)
+        painted_weight = interior_alpha(source.opening, opening_target)
         if painted_weight > 0:
             eye = float(self._eye[j])
             if self.interior is not None:
@@ -411,7 +442,7 @@ class MotionEngine:
         return feathered_polygons(polygons, (y2 - y1, x2 - x1), FEATHER_EYE_UNITS * eye)
 
     def close(self) -> None:
-        self._spool.close()
+        self._bank.close()
 
 
 def _lower_region(points: np.ndarray) -> np.ndarray:
@@ -422,11 +453,12 @@ def _lower_region(points: np.ndarray) -> np.ndarray:
     return np.concatenate([points[list(LOWER_OVAL)], ring_points(points), points[[NOSE_TIP]]])
 
 
-def load_engine(motion_model=None, options: MotionEngineOptions = MotionEngineOptions()) -> MotionEngine:
-    """A motion engine with the bundled (or named) lip motion model."""
+def load_engine(motion_model=None, options: MotionEngineOptions = MotionEngineOptions(),
+                profile_bank=None) -> MotionEngine:
+    """A motion engine with the bundled (or named) lip motion model and, optionally, a profile's mouths."""
     from lipdub.motion.predictor import load_motion_model
 
-    return MotionEngine(load_motion_model(motion_model), options)
+    return MotionEngine(load_motion_model(motion_model), options, profile_bank)
 
 
 __all__ = ["INTERIORS", "MotionEngine", "MotionEngineOptions", "displacement_weights", "interior_painter", "load_engine"]

@@ -129,6 +129,17 @@ def canonical_transforms(landmarks: np.ndarray, template: np.ndarray) -> np.ndar
     return out
 
 
+def canonical_mesh(landmarks: np.ndarray, raw: np.ndarray, points: int = 468) -> tuple[np.ndarray, np.ndarray]:
+    """(transforms (T, 2, 3), canonical (T, points, 2)) of one clip's faces.
+
+    The head is placed from the smoothed ``landmarks`` (a steady canonical frame), the points
+    mapped are the ``raw`` ones (where each frame's pixels really are): what the motion engine
+    and a profile's mouth bank both measure shapes in.
+    """
+    transforms = canonical_transforms(landmarks, stable_template(landmarks))
+    return transforms, apply_affine(transforms, np.asarray(raw, np.float64)[:, :points])
+
+
 def canonical_motion_points(landmarks: np.ndarray, transforms: np.ndarray) -> np.ndarray:
     """(T, len(MOTION_POINTS), 2) motion points in the canonical frame."""
     points = np.asarray(landmarks, np.float64)[:, list(MOTION_POINTS)]

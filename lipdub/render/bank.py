@@ -13,6 +13,16 @@ that match about equally well, and teeth visibly jump.
 
 Pixels live on disk (`PatchSpool`), never as a list of frames in memory: a bank frame is a crop of
 the lower face only, and long videos keep at most ``capacity`` of them, evenly spaced.
+
+`MouthBank` holds every mouth the engine may borrow behind one interface: the input's own frames
+and, with a personalisation profile (`lipdub.render.profile_bank`), a few dozen real mouths of the
+same speaker from another video. Each `BankEntry` carries its pixels, its Face Mesh points on
+them and its canonical shape, so the renderer warps any of them the same way. A profile's mouths
+never share the input's light or head pose exactly, so they cost `PROFILE_COST` more in the
+retrieval, and with a profile loaded any mouth whose opening does not fit the target's costs
+`UNFIT_COST` more: an input frame that fits keeps priority and profile mouths fill in where the
+input has none open enough (a closed-mouth photo, nearly always). They lend only the opening, never
+the skin, and never hold a pause (`lipdub.render.hold` picks among input frames).
 """
 
 from __future__ import annotations
@@ -29,6 +39,49 @@ INNER_WEIGHT, OUTER_WEIGHT, JAW_WEIGHT = 3.0, 1.5, 0.5
 CANDIDATES = 12
 SWITCH_COST = 0.02
 POSE_WEIGHT = 1.0
+#: Extra retrieval cost (eye units, like the shape distance) of a mouth from a profile, and the
+#: weight of its head-pose difference (its pose is measured in another video's canonical frame).
+PROFILE_COST = 0.01
+PROFILE_POSE_WEIGHT = 0.3
+#: With a profile, the extra cost of a mouth whose opening does not fit the target's
+#: (`lipdub.render.interior.opening_fits`): the shape distance alone rates a closed photo only
+#: ~0.02 eye units off a half-open target, less than any mouth of another video scores, though its
+#: opening could only be painted. Targets at most `CLOSED_TARGET` open fit any closed mouth.
+UNFIT_COST = 0.02
+CLOSED_TARGET = 0.02
+#: Points whose canonical position reflects head yaw/pitch (nose tip, nose ridge; the chin is not
+#: used: it moves with speech).
+POSE_POINTS = (1, 4, 5, 195)
+#: Per-channel lip-colour gain a borrowed interior may get: the input's own frames share its light,
+#: a profile's were filmed under another one.
+INPUT_GAIN_RANGE = (0.8, 1.25)
+PROFILE_GAIN_RANGE = (0.6, 1.6)
+#: A profile mouth's opening is sampled inside its inner-lip ring pulled in by this share of its
+#: height (`lipdub.engines.motion.interior_source`). Face Mesh's inner contour of a half-open mouth
+#: runs through the teeth and takes in a strip of lip (looked at on man_congressman_60s); warped
+#: whole onto a photo's ring, that lip made the opening read 0.69 x as wide as its target (render
+#: r 0.79); pulled in by 0.25 / 0.4: 0.92 x / 1.08 x (r 0.84 / 0.87), the painted interior 1.10 x
+#: (r 0.91). On a GRID speaker (larger mouth) r stayed at 0.99 for each.
+PROFILE_INSET = 0.4
+#: Sequence keys of entries from outside the input start below this (see `sequence_keys`).
+_OUTSIDE_KEY = -10
+
+
+def pose_features(canonical: np.ndarray) -> np.ndarray:
+    """(..., 2 * len(POSE_POINTS)) head-pose features of (..., 468+, 2) canonical Face Mesh points."""
+    canonical = np.asarray(canonical, np.float64)
+    return canonical[..., list(POSE_POINTS), :].reshape(*canonical.shape[:-2], -1)
+
+
+def sequence_keys(bank_frames: np.ndarray) -> np.ndarray:
+    """(B,) positions the Viterbi path plays along: an input frame's own number; for an entry from
+    outside the input (frame < 0) a key no other entry is 0 or 1 away from, so moving to or from it
+    always costs a switch, and staying on it is free."""
+    frames = np.asarray(bank_frames, np.int64)
+    outside = frames < 0
+    keys = frames.copy()
+    keys[outside] = _OUTSIDE_KEY - 2 * np.arange(int(outside.sum()))
+    return keys
 
 
 def shape_weights(points: int) -> np.ndarray:
@@ -46,6 +99,13 @@ def shape_distances(targets: np.ndarray, bank: np.ndarray, weights: np.ndarray) 
     b = (np.asarray(bank, np.float64) * w).reshape(len(bank), -1)
     squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
     return np.sqrt(np.maximum(squared, 0.0))
+
+
+def centre_lips(shapes: np.ndarray) -> np.ndarray:
+    """(..., P, 2) motion-point shapes moved so that the lip points' (outer + inner) centroid is 0."""
+    shapes = np.asarray(shapes, np.float64)
+    lips = len(LIP_OUTER) + len(LIP_INNER)
+    return shapes - shapes[..., :lips, :].mean(axis=-2, keepdims=True)
 
 
 def viterbi_path(costs: np.ndarray, candidates: np.ndarray, frame_of: np.ndarray, switch_cost: float) -> np.ndarray:
@@ -76,27 +136,47 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
                    bank_shapes: np.ndarray, bank_pose: np.ndarray, bank_frames: np.ndarray,
                    exclude_within: int | None = None, candidates: int = CANDIDATES,
                    switch_cost: float = SWITCH_COST, pose_weight: float = POSE_WEIGHT,
-                   chunk: int = 512) -> np.ndarray:
+                   bank_cost: np.ndarray | None = None, centred: np.ndarray | None = None,
+                   fit: tuple[np.ndarray, np.ndarray, float] | None = None, chunk: int = 512) -> np.ndarray:
     """(T,) bank ids for T output frames (see the module docstring).
 
-    ``target_frames``: the input frame each output frame shows; with ``exclude_within`` = n, bank
-    frames within n frames of it are never chosen (the evaluation uses this so that a reconstruction
-    cannot copy the real mouth of the moment). Shapes are canonical motion points, poses small
-    canonical vectors (nose position); both weigh in eye units.
+    ``target_frames``: the input frame each output frame shows; ``bank_frames``: the input frame
+    each bank entry is, or -1 for an entry from outside the input (a profile's). With
+    ``exclude_within`` = n, input entries within n frames of the output frame's own are never
+    chosen (the evaluation uses this so that a reconstruction cannot copy the real mouth of the
+    moment); entries from outside the input are never excluded. Shapes are canonical motion points,
+    poses small canonical vectors (nose position); both weigh in eye units, as does ``bank_cost``,
+    an extra (B,) cost per entry. ``pose_weight`` may be one number or one per entry. For the
+    entries ``centred`` marks (B,) the shape distance ignores where the mouth sits (`centre_lips`
+    on both sides): only its shape counts. ``fit`` = (bank openings (B,), target openings (T,),
+    cost): an entry whose opening does not fit the target's (`opening_fits`) costs that much more.
     """
+    from lipdub.render.interior import opening_fits
+
     weights = shape_weights(np.asarray(bank_shapes).shape[1])
     bank_frames = np.asarray(bank_frames, np.int64)
+    extra = None if bank_cost is None else np.asarray(bank_cost, np.float64)[None, :]
+    centred = np.zeros(len(bank_frames), bool) if centred is None else np.asarray(centred, bool)
+    centred_bank = centre_lips(np.asarray(bank_shapes)[centred])
+    pose_weight = np.asarray(pose_weight, np.float64)
     k = min(candidates, len(bank_frames))
     chosen_ids, chosen_costs = [], []
     for start in range(0, len(target_shapes), chunk):
         stop = min(len(target_shapes), start + chunk)
         cost = shape_distances(target_shapes[start:stop], bank_shapes, weights)
+        if centred.any():
+            cost[:, centred] = shape_distances(centre_lips(target_shapes[start:stop]), centred_bank, weights)
         pose = np.linalg.norm(np.asarray(target_pose[start:stop], np.float64)[:, None, :]
                               - np.asarray(bank_pose, np.float64)[None, :, :], axis=-1)
         cost = cost + pose_weight * pose
+        if extra is not None:
+            cost = cost + extra
+        if fit is not None and fit[2] > 0:
+            fits = opening_fits(np.asarray(fit[0])[None, :], np.asarray(fit[1])[start:stop, None], closed=CLOSED_TARGET)
+            cost = cost + np.where(fits, 0.0, fit[2])
         if exclude_within is not None:
             near = np.abs(np.asarray(target_frames[start:stop])[:, None] - bank_frames[None, :]) <= exclude_within
-            cost = np.where(near, np.inf, cost)
+            cost = np.where(near & (bank_frames >= 0)[None, :], np.inf, cost)
         ids = np.argpartition(cost, k - 1, axis=1)[:, :k]
         chosen_ids.append(ids)
         chosen_costs.append(np.take_along_axis(cost, ids, axis=1))
@@ -105,7 +185,7 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
     if not np.isfinite(costs).any(axis=1).all():
         raise ValueError("some output frame has no allowed bank frame")
     costs = np.where(np.isfinite(costs), costs, 1e6)
-    return viterbi_path(costs, ids, bank_frames, switch_cost)
+    return viterbi_path(costs, ids, sequence_keys(bank_frames), switch_cost)
 
 
 @dataclass(frozen=True)
@@ -144,3 +224,126 @@ class PatchSpool:
     def close(self) -> None:
         self._map = None
         self._file.close()
+
+
+@dataclass(frozen=True)
+class BankEntry:
+    """One mouth the renderer may borrow: its pixels and where its Face Mesh points lie on them.
+
+    ``points`` are in the pixels ``crop`` shows with ``origin`` at its top-left (frame pixels for
+    an input frame, the crop's own for a profile's); ``shape`` is its canonical motion-point shape
+    as retrieval compares it and ``opening`` its real inner-lip opening (eye units).
+    """
+
+    crop: np.ndarray
+    origin: tuple[int, int]
+    points: np.ndarray
+    shape: np.ndarray
+    opening: float
+    frame: int = -1  # the input frame it is, or -1
+    profile_index: int = -1  # its index in the profile's bank, or -1
+    gain_range: tuple[float, float] = INPUT_GAIN_RANGE
+    inset: float = 0.0  # share of the opening's height its ring is pulled in before sampling
+
+
+class MouthBank:
+    """Every mouth the engine may borrow, from the input and from a profile, through one interface.
+
+    Input frames are added while the input is tracked (`add_input`: pixels only, since their
+    canonical frame is known only once the whole input is); `place` then gives every entry its
+    geometry. A profile's mouths (`lipdub.render.profile_bank.ProfileBank`) come with their own,
+    measured in another video's canonical frame: there the same head pose and the same closed mouth
+    can read a tenth of an eye unit off (measured: a GRID speaker's photo against his own other
+    clip), more than the whole difference between two openings. So a profile mouth is compared as
+    its *speech motion* (its shape minus the rest shape of its moment) put on the input's rest
+    shape, and its pose as its offset from the profile video's median pose put on the input's.
+    """
+
+    def __init__(self, profile=None) -> None:
+        self._spool = PatchSpool()
+        self._patches: list[Patch] = []
+        self._frames: list[int] = []
+        self._profile_ids: list[int] = []
+        self._profile = profile
+        self._points: list[np.ndarray] = []
+        self.shapes = self.pose = self.openings = None
+        if profile is not None:
+            for k, crop in enumerate(profile.crops):
+                self._patches.append(self._spool.add(crop, (0, 0)))
+                self._frames.append(-1)
+                self._profile_ids.append(k)
+
+    def __len__(self) -> int:
+        return len(self._patches)
+
+    def add_input(self, frame: int, crop: np.ndarray, origin: tuple[int, int]) -> None:
+        """Keep the pixels of input frame ``frame`` (a crop whose top-left is frame pixel ``origin``)."""
+        self._patches.append(self._spool.add(crop, origin))
+        self._frames.append(int(frame))
+        self._profile_ids.append(-1)
+
+    @property
+    def frames(self) -> np.ndarray:
+        """(B,) input frame of each entry, -1 for a profile's."""
+        return np.asarray(self._frames, np.int64)
+
+    @property
+    def from_input(self) -> np.ndarray:
+        return self.frames >= 0
+
+    @property
+    def profile_indices(self) -> np.ndarray:
+        """(B,) index into the profile's bank of each entry, -1 for the input's."""
+        return np.asarray(self._profile_ids, np.int64)
+
+    def costs(self, profile_cost: float = PROFILE_COST) -> np.ndarray:
+        """(B,) extra retrieval cost of each entry: 0 for the input's, ``profile_cost`` for a profile's."""
+        return np.where(self.from_input, 0.0, profile_cost)
+
+    def pose_weights(self, input_weight: float = POSE_WEIGHT, profile_weight: float = PROFILE_POSE_WEIGHT) -> np.ndarray:
+        """(B,) weight of the head-pose difference of each entry in the retrieval."""
+        return np.where(self.from_input, input_weight, profile_weight)
+
+    def place(self, landmarks: np.ndarray, canonical: np.ndarray, rest: np.ndarray, pose_centre: np.ndarray) -> None:
+        """Give every entry its geometry, from the input's (N, 478, 2) raw frame points, their (N, 468, 2)
+        canonical positions, the input's (P, 2) rest shape and (D,) pose features (medians over the input)."""
+        from lipdub.motion.shape import MOTION_POINTS, aperture
+
+        frames = self.frames
+        count = len(frames)
+        motion = list(MOTION_POINTS)
+        canonical = np.asarray(canonical, np.float64)
+        shapes = np.full((count, len(motion), 2), np.nan)
+        pose = np.full((count, 2 * len(POSE_POINTS)), np.nan)
+        points: list[np.ndarray] = [None] * count  # type: ignore[list-item]
+        inside = np.flatnonzero(frames >= 0)
+        if len(inside):
+            shapes[inside] = canonical[frames[inside]][:, motion]
+            pose[inside] = pose_features(canonical[frames[inside]])
+            for b in inside:
+                points[b] = np.asarray(landmarks[frames[b]], np.float64)
+        outside = np.flatnonzero(frames < 0)
+        openings = np.full(count, np.nan)
+        if len(outside):
+            profile = self._profile
+            own = profile.shapes()
+            openings[outside] = aperture(own)
+            shapes[outside] = np.asarray(rest, np.float64)[None] + own - profile.rest
+            pose[outside] = np.asarray(pose_centre, np.float64)[None] + pose_features(profile.canonical) - profile.pose_centre
+            for b, p in zip(outside, profile.points()):
+                points[b] = p
+        if len(inside):
+            openings[inside] = aperture(shapes[inside])
+        self.shapes, self.pose, self.openings, self._points = shapes, pose, openings, points
+
+    def entry(self, index: int) -> BankEntry:
+        """Bank entry ``index`` with its pixels read back."""
+        patch = self._patches[index]
+        frame = self._frames[index]
+        return BankEntry(self._spool.read(patch), patch.origin, self._points[index], self.shapes[index],
+                         float(self.openings[index]), frame, self._profile_ids[index],
+                         INPUT_GAIN_RANGE if frame >= 0 else PROFILE_GAIN_RANGE,
+                         0.0 if frame >= 0 else PROFILE_INSET)
+
+    def close(self) -> None:
+        self._spool.close()

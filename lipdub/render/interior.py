@@ -27,6 +27,25 @@ TEETH_WHITE = np.array([232.0, 226.0, 214.0])
 OPEN_ENOUGH = 0.05
 
 
+#: Openings (eye units) a borrowed interior may exceed the target's by and still be squeezed shut.
+FIT_SLACK = 0.015
+
+
+def opening_fits(own, target, slack: float = FIT_SLACK, closed: float | None = None):
+    """Whether a mouth opened ``own`` (eye units) can be warped to a ``target`` opening (broadcasts).
+
+    Stretching a narrow opening wide smears it; squeezing a wide one shut leaves a dark line of
+    compressed teeth and cavity between the lips. Within ``OWN_INTERIOR_RATIO * target <= own <=
+    target / OWN_INTERIOR_RATIO + slack`` neither shows. With ``closed`` given, a target at most
+    that open needs no interior at all, so any mouth not too open for it fits.
+    """
+    own, target = np.asarray(own, np.float64), np.asarray(target, np.float64)
+    lower = OWN_INTERIOR_RATIO * target
+    if closed is not None:
+        lower = np.where(target <= closed, 0.0, lower)
+    return (lower <= own) & (own <= target / OWN_INTERIOR_RATIO + slack)
+
+
 def interior_alpha(source_opening: float, target_opening: float, closed: float = 0.02) -> float:
     """0..1 weight of the painted interior, from the two openings (eye units)."""
     if target_opening <= closed or source_opening >= OPEN_ENOUGH:
