@@ -101,19 +101,22 @@ class StateWindows:
     """
 
     def __init__(self, track: np.ndarray, index: np.ndarray, fill: float):
-        self.track = np.asarray(track, np.float16)
-        self.index = index
-        self.fill = fill
+        track = np.asarray(track, np.float16)
+        self.channels, n = track.shape
+        # One fill column after the states, made once (training indexes a clip many times a step);
+        # indices outside the track point at it.
+        self.padded = np.concatenate([track, np.full((self.channels, 1), fill, np.float16)], axis=1)
+        self.index = np.where((index < 0) | (index >= n), n, index)
 
     def __len__(self) -> int:
         return len(self.index)
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return (len(self.index), self.track.shape[0], self.index.shape[1])
+        return (len(self.index), self.channels, self.index.shape[1])
 
     def __getitem__(self, key) -> np.ndarray:
-        return gather_windows(self.track, self.index[key], self.fill)
+        return np.ascontiguousarray(self.padded[:, self.index[key]].transpose(1, 0, 2), dtype=np.float32)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         windows = self[:]
