@@ -670,20 +670,15 @@ def models() -> None:
     from lipdub.models.registry import bundled_models
     from lipdub.motion.predictor import WEIGHTS_DIR as MOTION_DIR
 
-    for card in sorted(MOTION_DIR.glob("*.json")) if MOTION_DIR.is_dir() else []:
-        try:
-            description = json.loads(card.read_text()).get("description", "")
-        except (OSError, ValueError):
-            description = ""
-        typer.echo(f"{card.stem}\tmotion engine\t{description}")
     from lipdub.render.learned_interior import INTERIOR_DIR
 
-    for card in sorted(INTERIOR_DIR.glob("*.json")) if INTERIOR_DIR.is_dir() else []:
-        try:
-            description = json.loads(card.read_text()).get("description", "")
-        except (OSError, ValueError):
-            description = ""
-        typer.echo(f"{card.stem}\tmouth interior (motion engine)\t{description}")
+    for folder, role in ((MOTION_DIR, "motion engine"), (INTERIOR_DIR, "mouth interior (motion engine)")):
+        for card in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                description = json.loads(card.read_text()).get("description", "")
+            except (OSError, ValueError):
+                description = ""
+            typer.echo(f"{card.stem}\t{role}\t{description}")
     specs = bundled_models()
     if not specs:
         typer.echo("no bundled generator is installed; use `lipdub sync --engine generator --checkpoint path/to/wav2lip_gan.pth`")
