@@ -144,3 +144,15 @@ def test_save_checkpoint_replaces_atomically(tmp_path):
     save_checkpoint(path, nn.Linear(2, 2), step=2)
     assert torch.load(path, weights_only=True)["global_step"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_weights_file_takes_paths_as_given_and_bare_names_from_the_folder(tmp_path):
+    from lipdub.errors import LipdubError
+    from lipdub.models.checkpoint import weights_file
+
+    (tmp_path / "bundled.pt").write_bytes(b"x")
+    (tmp_path / "mine.pth").write_bytes(b"x")
+    assert weights_file("bundled", tmp_path, "motion model") == tmp_path / "bundled.pt"
+    assert weights_file(tmp_path / "mine.pth", tmp_path / "elsewhere", "motion model") == tmp_path / "mine.pth"
+    with pytest.raises(LipdubError, match=r"^motion model not found: .*absent\.pt$"):
+        weights_file("absent", tmp_path, "motion model")

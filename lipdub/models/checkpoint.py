@@ -113,3 +113,15 @@ def save_checkpoint(
     except OSError as error:
         raise LipdubError(f"cannot write checkpoint {path}: {_first_line(error)}") from error
     logger.info("saved checkpoint %s (step %d)", path, step)
+
+
+def weights_file(name_or_path, folder: Path, what: str) -> Path:
+    """The weights file a user named: a path as given, or a bare name (no suffix) as
+    ``<folder>/<name>.pt`` (a bundled model); a one-line `LipdubError` naming ``what`` when it
+    does not exist."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = Path(folder) / f"{path.name}.pt"
+    if not path.is_file():
+        raise LipdubError(f"{what} not found: {path}")
+    return path

@@ -27,6 +27,7 @@ import torch
 from lipdub.errors import LipdubError
 from lipdub.fileio import AtomicFile
 from lipdub.media.features import MelConfig, melspectrogram
+from lipdub.models.checkpoint import weights_file
 from lipdub.models.lip_motion import LipMotionNet
 from lipdub.motion.features import (FEATURES, SILENCE, WHISPER_CHANNELS, WHISPER_COLUMNS_PER_SECOND, WHISPER_FILL,
                                     WHISPER_WINDOW_COLUMNS, WINDOW_COLUMNS, frame_windows, normalise_mel)
@@ -239,11 +240,7 @@ def load_motion_model(name_or_path: str | Path | None = None) -> MotionPredictor
     if name_or_path is None:
         name_or_path = default_motion_model_name()
         logger.info("motion model: %s", name_or_path)
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = WEIGHTS_DIR / f"{name_or_path}.pt"
-    if not path.is_file():
-        raise LipdubError(f"motion model not found: {path}")
+    path = weights_file(name_or_path, WEIGHTS_DIR, "motion model")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
         if not isinstance(state, dict):

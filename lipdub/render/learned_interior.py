@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from lipdub.errors import LipdubError
+from lipdub.models.checkpoint import weights_file
 from lipdub.models.interior import InteriorNet
 from lipdub.render.mouth_frame import (HOLE_DILATION, composite_alpha, crop_scale, cut_mouth, hole_mask,
                                        mouth_crop_transform, transform_points)
@@ -97,11 +98,7 @@ def load_learned_interior(name_or_path: str | Path | None = None) -> LearnedInte
 
     Raises `LipdubError` when the file is missing or is not an interior network.
     """
-    path = Path(name_or_path or DEFAULT_INTERIOR)
-    if not path.suffix:
-        path = INTERIOR_DIR / f"{path.name}.pt"
-    if not path.is_file():
-        raise LipdubError(f"interior network not found: {path}")
+    path = weights_file(name_or_path or DEFAULT_INTERIOR, INTERIOR_DIR, "interior network")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
         recipe = state["recipe"]
