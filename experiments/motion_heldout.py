@@ -37,7 +37,8 @@ def main() -> None:
             predictor = MotionPredictor(name, [m for p in parts for m in p.members], parts[0].default_scale, smoothing=1.0)
         predictors.append(predictor)
     kinds = sorted({member.features for p in predictors for member in p.members})
-    recipe = MotionRecipe(kinds=("real",), landmarks=args.landmarks, features=kinds[0])
+    # The rest kind only shifts the constant opening the predictions are drawn on: one load serves all.
+    recipe = MotionRecipe(kinds=("real",), landmarks=args.landmarks, features=kinds[0], rest=predictors[0].rest)
     clips = [c for c in load_motion_clips(args.dataset, recipe, also=kinds[1:]) if c.split == "val" and c.valid.sum() >= 10]
     for name, predictor in zip(args.models, predictors):
         sigma = predictor.smoothing if args.smoothing is None else args.smoothing

@@ -411,7 +411,7 @@ def _personalize_motion(clip_dir: Path, base: Optional[Path], staging: Path, ste
     from lipdub.train.mouth_bank import MAX_EYE_PIXELS, build_profile_bank
 
     predictor = load_motion_model(base)
-    recipe = MotionRecipe(**{k: v for k, v in predictor.members[0].recipe.items() if k in MotionRecipe.__dataclass_fields__})
+    recipe = MotionRecipe.of_member(predictor.members[0].recipe)
     (row,) = [r for r in read_clips_table(clip_dir.parent.parent) if r["clip_id"] == clip_dir.name]
     also = sorted({member.features for member in predictor.members} - {recipe.features})
     clip = load_motion_clip(clip_dir, row, recipe, also=also)

@@ -17,6 +17,7 @@ class ZeroMotion:
 
     name = "zero"
     default_scale = 0.3
+    rest = "closed"
 
     def predict_with_gate(self, samples, frames, fps):
         from lipdub.motion.shape import MOTION_POINTS

@@ -118,7 +118,7 @@ def test_a_mixed_ensemble_reads_each_members_features_once(tmp_path, monkeypatch
     predictor = MotionPredictor("mixed", members, 0.3, smoothing=0.0)
     encoder = LocalEncoder()
     encoder.features = lambda samples, f=encoder.features: np.repeat(f(samples)[:, :1], 384, axis=1)
-    predictor._encoder = encoder
+    predictor._encoders["whisper"] = encoder
     t = np.arange(32000) / 16000
     speech = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
     motion, gate = predictor.predict_with_gate(speech, 50, 25.0)
@@ -146,3 +146,25 @@ def test_the_default_motion_model_needs_no_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ctranslate2", None)
     assert not whisper_extra_installed()
     assert default_motion_model_name() == DEFAULT_MOTION_MODEL
+
+
+def test_old_recipes_measured_motion_from_the_envelope_and_rests_do_not_mix(tmp_path):
+    from dataclasses import asdict
+
+    from lipdub.motion.predictor import load_motion_model, member_from_state, save_motion_model, MotionPredictor
+
+    assert MotionRecipe().rest == "closed"
+    old = asdict(MotionRecipe())
+    del old["rest"]
+    assert MotionRecipe.of_member(old).rest == "envelope"
+    assert MotionRecipe.of_member({**old, "rest": "closed", "unknown": 1}).rest == "closed"
+    with pytest.raises(LipdubError, match="rest must be"):
+        MotionRecipe(rest="open")
+    new = member_from_state(torch.load(_checkpoint(tmp_path / "new.pt", "mel"), weights_only=False))
+    legacy = member_from_state(torch.load(_checkpoint(tmp_path / "old.pt", "mel"), weights_only=False))
+    legacy.recipe.pop("rest")
+    assert (new.rest, legacy.rest) == ("closed", "envelope")
+    save_motion_model(MotionPredictor("mixed", [new, legacy], 0.3), tmp_path / "mixed.pt")
+    with pytest.raises(LipdubError, match="different rests") as error:
+        load_motion_model(tmp_path / "mixed.pt")
+    assert "\n" not in str(error.value)

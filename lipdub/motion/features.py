@@ -10,8 +10,9 @@ or a window ending `lookahead` columns after the frame for streaming.
 band's mean over the louder half of the columns: a level that is constant over a clip says nothing
 about the mouth, and the corpus mixes studio, TV, phone and webcam audio.
 
-The alternative front end (recipe ``features="whisper"``, the ``lipdub[whisper]`` extra) reads
-frozen Whisper tiny.en encoder states (`lipdub.media.speech_encoder`: 384 channels, 50 per
+The alternative front ends (recipe ``features="whisper"``, the ``lipdub[whisper]`` extra, or
+``features="whisper-base"``, the ``lipdub[whisper-base]`` extra) read frozen Whisper encoder
+states (`lipdub.media.speech_encoder`: tiny.en 384 channels, multilingual base 512; 50 per
 second, state j centred at 0.02 * j s) through the same `frame_windows`, with
 ``columns_per_second=WHISPER_COLUMNS_PER_SECOND``, `WHISPER_WINDOW_COLUMNS` (0.62 s) and edge
 fill `WHISPER_FILL`; neither `normalise_mel` nor the mel gain jitter applies to them.
@@ -22,16 +23,27 @@ from __future__ import annotations
 import numpy as np
 
 from lipdub.media.features import MelConfig
+from lipdub.media.speech_encoder import WHISPER_VARIANTS
 
 WINDOW_COLUMNS = 49
 #: Value of a silent column in Wav2Lip's normalised mel (-max_abs_value).
 SILENCE = -4.0
 
-FEATURES = ("mel", "whisper")
-WHISPER_CHANNELS = 384
+#: The motion recipe's ``features`` values: the log-mel, or the states of a Whisper variant.
+FEATURES = ("mel", *WHISPER_VARIANTS)
 WHISPER_COLUMNS_PER_SECOND = 50.0
 WHISPER_WINDOW_COLUMNS = 31  # 0.62 s of encoder states centred on the frame
 WHISPER_FILL = 0.0
+
+
+def feature_channels(features: str, mel_bands: int = 80) -> int:
+    """Input channels of a motion network reading ``features`` (one of `FEATURES`)."""
+    return WHISPER_VARIANTS[features].channels if features in WHISPER_VARIANTS else mel_bands
+
+
+def is_whisper(features: str) -> bool:
+    """Whether ``features`` are Whisper encoder states (of any variant) rather than the log-mel."""
+    return features in WHISPER_VARIANTS
 
 
 def normalise_mel(mel: np.ndarray, standardise: bool = False) -> np.ndarray:
@@ -124,6 +136,6 @@ class StateWindows:
 
 
 def whisper_windows(states: np.ndarray, frames: int, fps: float) -> StateWindows:
-    """Lazy (frames, 384, 31) windows of (S, 384) Whisper encoder states, centred on each frame."""
+    """Lazy (frames, C, 31) windows of (S, C) Whisper encoder states, centred on each frame."""
     index = window_index(frames, fps, WHISPER_COLUMNS_PER_SECOND, WHISPER_WINDOW_COLUMNS)
     return StateWindows(np.asarray(states).T, index, WHISPER_FILL)

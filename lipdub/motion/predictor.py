@@ -29,8 +29,8 @@ from lipdub.fileio import AtomicFile
 from lipdub.media.features import MelConfig, melspectrogram
 from lipdub.models.checkpoint import weights_file
 from lipdub.models.lip_motion import LipMotionNet
-from lipdub.motion.features import (FEATURES, SILENCE, WHISPER_CHANNELS, WHISPER_COLUMNS_PER_SECOND, WHISPER_FILL,
-                                    WHISPER_WINDOW_COLUMNS, WINDOW_COLUMNS, frame_windows, normalise_mel)
+from lipdub.motion.features import (FEATURES, SILENCE, WHISPER_COLUMNS_PER_SECOND, WHISPER_FILL, WHISPER_WINDOW_COLUMNS,
+                                    WINDOW_COLUMNS, feature_channels, frame_windows, is_whisper, normalise_mel)
 from lipdub.motion.shape import MOTION_POINTS, MotionBasis
 
 logger = logging.getLogger(__name__)
@@ -85,23 +85,25 @@ def gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
 class SpeechFeatures:
     """One speech track's feature tracks, each computed once however many members read it.
 
-    The raw mel is always made (the speech gate reads it); Whisper states only when a member asks,
-    through the predictor's encoder (loaded once per predictor, not per call).
+    The raw mel is always made (the speech gate reads it); the states of a Whisper variant only
+    when a member asks, through ``whisper_encoder(features)``, the predictor's encoder of that
+    variant (loaded once per predictor, not per call).
     """
 
     def __init__(self, samples: np.ndarray, whisper_encoder=None):
         self.samples = samples
         self.raw_mel = melspectrogram(samples, MEL)
         self._whisper_encoder = whisper_encoder
-        self._whisper: np.ndarray | None = None
+        self._states: dict[str, np.ndarray] = {}
 
-    def whisper(self) -> np.ndarray:
-        """(384, S) Whisper tiny.en states of the whole track, 50 a second."""
-        if self._whisper is None:
+    def whisper(self, features: str = "whisper") -> np.ndarray:
+        """(C, S) states of the Whisper variant ``features`` over the whole track, 50 a second."""
+        if features not in self._states:
             if self._whisper_encoder is None:
                 raise LipdubError("this motion model reads Whisper features, but no encoder was loaded")
-            self._whisper = np.asarray(self._whisper_encoder().features(self.samples), np.float32).T
-        return self._whisper
+            encoder = self._whisper_encoder(features)
+            self._states[features] = np.asarray(encoder.features(self.samples), np.float32).T
+        return self._states[features]
 
 
 @dataclass
@@ -116,11 +118,17 @@ class MotionMember:
     def features(self) -> str:
         return self.recipe.get("features", "mel")
 
+    @property
+    def rest(self) -> str:
+        """What its motion is measured from (`lipdub.motion.shape.video_rest`); runs from before
+        the recipe had the field used the envelope."""
+        return self.recipe.get("rest", "envelope")
+
     def motion(self, features: SpeechFeatures, frames: int, fps: float) -> np.ndarray:
         """(frames, P * 2) motion in articulation units, before gain, smoothing and gate."""
         recipe = self.recipe
-        if self.features == "whisper":
-            track, columns, per_second, fill, lookahead = (features.whisper(), WHISPER_WINDOW_COLUMNS,
+        if is_whisper(self.features):
+            track, columns, per_second, fill, lookahead = (features.whisper(self.features), WHISPER_WINDOW_COLUMNS,
                                                            WHISPER_COLUMNS_PER_SECOND, WHISPER_FILL, None)
         else:
             raw_mel = features.raw_mel
@@ -160,22 +168,32 @@ class MotionPredictor:
     smoothing: float = 1.0
 
     def __post_init__(self) -> None:
-        self._encoder = None
+        self._encoders: dict = {}
+
+    @property
+    def rest(self) -> str:
+        """The rest kind all its members' motion is measured from (`lipdub.motion.shape.video_rest`)."""
+        kinds = {member.rest for member in self.members}
+        if len(kinds) != 1:
+            raise LipdubError(f"motion model {self.name} mixes members trained on different rests: {sorted(kinds)}")
+        return kinds.pop()
 
     @property
     def needs_whisper(self) -> bool:
-        return any(member.features == "whisper" for member in self.members)
+        return any(is_whisper(member.features) for member in self.members)
 
-    def whisper_encoder(self):
-        """The frozen Whisper encoder Whisper members read (loaded on first use)."""
-        if self._encoder is None:
-            from lipdub.media.speech_encoder import INSTALL_HINT, WhisperEncoder
+    def whisper_encoder(self, features: str = "whisper"):
+        """The frozen encoder of the Whisper variant ``features`` its members read (loaded on first use)."""
+        if features not in self._encoders:
+            from lipdub.media.speech_encoder import WHISPER_VARIANTS, WhisperEncoder
 
+            variant = WHISPER_VARIANTS[features]
             try:
-                self._encoder = WhisperEncoder()
+                self._encoders[features] = WhisperEncoder(variant=variant)
             except LipdubError:
-                raise LipdubError(f"motion model {self.name} reads Whisper features: {INSTALL_HINT}") from None
-        return self._encoder
+                raise LipdubError(f"motion model {self.name} reads Whisper {variant.name} features: "
+                                  f"{variant.install_hint}") from None
+        return self._encoders[features]
 
     def predict(self, samples: np.ndarray, frames: int, fps: float) -> np.ndarray:
         """(frames, P, 2) speech motion in articulation units (multiply by a speaker's scale)."""
@@ -203,21 +221,22 @@ def member_from_state(state: dict) -> MotionMember:
     if features not in FEATURES:
         raise ValueError(f"unknown features {features!r}")
     network = LipMotionNet(recipe["coefficients"], recipe["width"], causal=recipe.get("causal", False),
-                           in_bands=WHISPER_CHANNELS if features == "whisper" else MEL.n_mels)
+                           in_bands=feature_channels(features, MEL.n_mels))
     network.load_state_dict(state["state_dict"])
     return MotionMember(network, MotionBasis.from_dict(state["basis"]), recipe)
 
 
-def whisper_extra_installed() -> bool:
-    """Whether Whisper-reading motion models can run here (ctranslate2 + the bundled encoder)."""
+def whisper_extra_installed(features: str = "whisper") -> bool:
+    """Whether motion models reading the Whisper variant ``features`` can run here (ctranslate2 +
+    that variant's model package)."""
     import importlib.util
 
-    from lipdub.media.speech_encoder import bundled_model_dir
+    from lipdub.media.speech_encoder import WHISPER_VARIANTS, bundled_model_dir
 
     try:
         if importlib.util.find_spec("ctranslate2") is None:
             return False
-        bundled_model_dir()
+        bundled_model_dir(WHISPER_VARIANTS[features])
     except (LipdubError, ImportError, ValueError, AttributeError):  # missing, or blocked in sys.modules
         return False
     return True
@@ -246,10 +265,12 @@ def load_motion_model(name_or_path: str | Path | None = None) -> MotionPredictor
         if not isinstance(state, dict):
             raise TypeError(f"holds a {type(state).__name__}, not a checkpoint dict")
         members = [member_from_state(m) for m in state.get("members", [state])]
-        if any(member.features == "whisper" for member in members):
-            _check_whisper_extra(path)
-        return MotionPredictor(path.stem, members, float(state["default_scale"]), gain=float(state.get("gain", 1.0)),
-                               smoothing=float(state.get("smoothing", 1.0 if "members" in state else 0.0)))
+        for features in sorted({member.features for member in members if is_whisper(member.features)}):
+            _check_whisper_extra(path, features)
+        predictor = MotionPredictor(path.stem, members, float(state["default_scale"]), gain=float(state.get("gain", 1.0)),
+                                    smoothing=float(state.get("smoothing", 1.0 if "members" in state else 0.0)))
+        predictor.rest  # noqa: B018 - one rest kind, or a one-line error now rather than mid-dub
+        return predictor
     except (KeyError, RuntimeError, OSError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as error:
         raise LipdubError(f"{path} is not a lipdub motion model: {error}") from error
 
@@ -265,9 +286,10 @@ def save_motion_model(predictor: MotionPredictor, path: Path) -> None:
                     "smoothing": predictor.smoothing}, handle.file)
 
 
-def _check_whisper_extra(path: Path) -> None:
+def _check_whisper_extra(path: Path, features: str) -> None:
     """Fail at load, in one line, when a Whisper-reading model cannot run here (not mid-dub)."""
-    from lipdub.media.speech_encoder import INSTALL_HINT
+    from lipdub.media.speech_encoder import WHISPER_VARIANTS
 
-    if not whisper_extra_installed():
-        raise LipdubError(f"motion model {path.stem} reads Whisper features: {INSTALL_HINT}")
+    variant = WHISPER_VARIANTS[features]
+    if not whisper_extra_installed(features):
+        raise LipdubError(f"motion model {path.stem} reads Whisper {variant.name} features: {variant.install_hint}")

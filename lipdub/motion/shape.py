@@ -228,6 +228,30 @@ PHOTO_OPEN = 0.06
 PHOTO_KEEP = 0.5
 
 
+#: What "rest" means for a video (a motion recipe's ``rest``): ``"closed"``, the moment's most closed
+#: mouth with the lips brought together (`closed_mouth`), or ``"envelope"``, that mouth as it is.
+REST_KINDS = ("closed", "envelope")
+
+
+def video_rest(shapes: np.ndarray, fps: float, kind: str = "closed") -> np.ndarray:
+    """(T, P, 2) rest shapes of a video: `rest_track`, closed (`closed_mouth`) unless ``kind`` is
+    ``"envelope"``.
+
+    Why closed. A speaker who talks without pause for a second or two never closes the mouth
+    inside `rest_track`'s search window, so the envelope itself opens and shuts with the input's
+    own speech. Dubbing other speech onto it, that slow opening is the *old* speech showing through
+    (measured, offline targets on the 10 validation cross-dub pairs: aperture r with the new
+    speaker's real mouth 0.498 with the envelope, 0.563 closed; woman_politician_uk dubbed with
+    woman_seated_vertical 0.15 -> 0.66). With a closed rest the speech motion is the whole opening,
+    and the model (trained on the same definition) predicts it from the speech. The input's slow
+    expression stays: `keep_slow_expression` restores its width and corner height.
+    """
+    if kind not in REST_KINDS:
+        raise ValueError(f"rest must be one of {', '.join(REST_KINDS)}, not {kind!r}")
+    rest = rest_track(shapes, fps)
+    return closed_mouth(rest) if kind == "closed" else rest
+
+
 def photo_rest(shapes: np.ndarray) -> np.ndarray:
     """The rest shape of a photo: lips together when nearly closed, half-parted when wide open.
 

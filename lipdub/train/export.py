@@ -97,7 +97,9 @@ def export_motion(run_dirs: Sequence[Path], name: str, description: str = "", sm
     if any(split["val_speakers"] != splits[0]["val_speakers"] for split in splits):
         raise LipdubError("the runs were validated on different speakers; ensemble runs of one split only")
     members = [member_from_state(state) for state in states]
-    recipe = MotionRecipe(**{k: v for k, v in states[0]["recipe"].items() if k in MotionRecipe.__dataclass_fields__})
+    if len({member.rest for member in members}) > 1:
+        raise LipdubError("the runs measured motion from different rests (recipe `rest`); ensemble runs of one kind")
+    recipe = MotionRecipe.of_member(states[0]["recipe"])
     also = sorted({member.features for member in members} - {recipe.features})  # a mixed mel + Whisper ensemble
     loaded = load_motion_clips(Path(splits[0]["dataset"]), recipe, also=also)
     clips = [c for c in loaded if c.split == "train" and c.kind == "real"]

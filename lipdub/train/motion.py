@@ -15,7 +15,8 @@ Features (recipe ``features``): ``"mel"`` (default), the project's log-mel in 0.
 (`lipdub.media.speech_encoder`, the ``lipdub[whisper]`` extra), 384 channels at 50 a second in
 0.62 s windows, each clip encoded alone (as inference does), cached per clip as
 ``<dataset>/features/whisper-tiny.en/<clip_id>.npy``: encoding the corpus takes about 90 s on the
-2 cores.
+2 cores; or ``"whisper-base"``: multilingual Whisper base (the ``lipdub[whisper-base]`` extra),
+512 channels, cached in ``features/whisper-base/``, about three times the encoding time.
 
 Validation is by speaker (the dataset's split). The headline figure is the Pearson r between the
 predicted and the real mouth aperture per clip at lag 0, averaged per speaker and then over
@@ -47,8 +48,8 @@ from lipdub.media.audio import is_silent
 from lipdub.media.features import MelConfig, melspectrogram
 from lipdub.models.lip_motion import LipMotionNet
 from lipdub.motion import shape as S
-from lipdub.motion.features import (FEATURES, WHISPER_CHANNELS, WINDOW_COLUMNS, frame_windows, normalise_mel,
-                                    whisper_windows)
+from lipdub.motion.features import (FEATURES, WINDOW_COLUMNS, feature_channels, frame_windows, is_whisper,
+                                    normalise_mel, whisper_windows)
 
 logger = logging.getLogger(__name__)
 
@@ -82,18 +83,31 @@ class MotionRecipe:
     eval_every: int = 250
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
-    features: str = "mel"  # "mel" | "whisper" (frozen Whisper tiny.en states; lipdub[whisper])
+    features: str = "mel"  # "mel" | "whisper" (Whisper tiny.en states; lipdub[whisper]) | "whisper-base"
+    #: What the motion is measured from (`lipdub.motion.shape.video_rest`): "closed" (the moment's most
+    #: closed mouth with the lips together: the model predicts the whole opening) or "envelope" (that
+    #: mouth as it is; what runs before this field existed trained on).
+    rest: str = "closed"
 
     def __post_init__(self) -> None:
         self.kinds = tuple(self.kinds)
         if self.features not in FEATURES:
             raise LipdubError(f"features must be one of {', '.join(FEATURES)}, not {self.features!r}")
-        if self.features == "whisper" and self.causal:
+        if self.rest not in S.REST_KINDS:
+            raise LipdubError(f"rest must be one of {', '.join(S.REST_KINDS)}, not {self.rest!r}")
+        if is_whisper(self.features) and self.causal:
             raise LipdubError("Whisper features are offline only (the encoder reads 30 s windows): use causal=false")
 
     @property
     def in_bands(self) -> int:
-        return WHISPER_CHANNELS if self.features == "whisper" else MEL.n_mels
+        return feature_channels(self.features, MEL.n_mels)
+
+    @classmethod
+    def of_member(cls, recipe: dict) -> MotionRecipe:
+        """The recipe a trained member's saved ``recipe`` dict describes (unknown keys dropped; a
+        run from before the ``rest`` field measured its motion from the envelope)."""
+        known = {k: v for k, v in recipe.items() if k in cls.__dataclass_fields__}
+        return cls(**{"rest": "envelope", **known})
 
     @classmethod
     def from_json(cls, path: Path) -> MotionRecipe:
@@ -111,7 +125,7 @@ class MotionClip:
     kind: str
     split: str
     fps: float
-    windows: np.ndarray  # (T, 80, 49) float16 mel, or (T, 384, 31) `StateWindows` of Whisper states
+    windows: np.ndarray  # (T, 80, 49) float16 mel, or (T, C, 31) `StateWindows` of Whisper states
     shapes: np.ndarray  # (T, P, 2) canonical motion points
     rest: np.ndarray  # (T, P, 2)
     motion: np.ndarray  # (T, P * 2)
@@ -130,14 +144,16 @@ class MotionClip:
         return self.other_windows[features]
 
 
-def clip_shapes(landmarks: np.ndarray, valid: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(shapes, rest, motion) of one clip's (T, 478, 2) landmarks; invalid frames are NaN."""
+def clip_shapes(landmarks: np.ndarray, valid: np.ndarray, fps: float,
+                rest_kind: str = "envelope") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(shapes, rest, motion) of one clip's (T, 478, 2) landmarks; invalid frames are NaN.
+    ``rest_kind``: `lipdub.motion.shape.video_rest`'s ``kind``."""
     points = np.asarray(landmarks, np.float64).copy()
     points[~np.asarray(valid, bool)] = np.nan
     template = S.stable_template(points)
     transforms = S.canonical_transforms(points, template)
     shapes = S.canonical_motion_points(points, transforms)
-    rest = S.rest_track(shapes, fps)
+    rest = S.video_rest(shapes, fps, rest_kind)
     return shapes, rest, S.speech_motion(shapes, rest)
 
 
@@ -151,22 +167,25 @@ def audio_windows(samples: np.ndarray, frames: int, fps: float, recipe: MotionRe
 
 
 class WhisperStates:
-    """Whisper encoder states of clips, each encoded alone, cached as ``<cache>/<clip_id>.npy``."""
+    """Whisper encoder states of clips, each encoded alone, cached as ``<cache>/<clip_id>.npy``.
 
-    def __init__(self, cache: Path | None, threads: int = 0):
+    ``features``: which Whisper variant (a `lipdub.media.speech_encoder.WHISPER_VARIANTS` key)."""
+
+    def __init__(self, cache: Path | None, threads: int = 0, features: str = "whisper"):
         self.cache = Path(cache) if cache is not None else None
         self.threads = threads
+        self.features = features
         self._encoder = None
 
     def states(self, clip_id: str, samples: np.ndarray) -> np.ndarray:
-        """(ceil(len(samples) / 320), 384) float16 states of one clip's 16 kHz samples."""
+        """(ceil(len(samples) / 320), C) float16 states of one clip's 16 kHz samples."""
         path = self.cache / f"{clip_id}.npy" if self.cache is not None else None
         if path is not None and path.is_file():
             return np.load(path)
         if self._encoder is None:
-            from lipdub.media.speech_encoder import WhisperEncoder
+            from lipdub.media.speech_encoder import WHISPER_VARIANTS, WhisperEncoder
 
-            self._encoder = WhisperEncoder(threads=self.threads)
+            self._encoder = WhisperEncoder(threads=self.threads, variant=WHISPER_VARIANTS[self.features])
         states = self._encoder.features(np.asarray(samples, np.float32))[: -(-len(samples) // 320)].astype(np.float16)
         if path is not None:
             from lipdub.fileio import AtomicFile
@@ -177,9 +196,12 @@ class WhisperStates:
         return states
 
 
-def whisper_cache(dataset: Path) -> Path:
-    """Where a dataset's Whisper states are cached (derived data of that dataset's audio)."""
-    return Path(dataset) / "features" / "whisper-tiny.en"
+def whisper_cache(dataset: Path, features: str = "whisper") -> Path:
+    """Where a dataset's Whisper states of one variant are cached (derived data of its audio):
+    ``<dataset>/features/whisper-tiny.en`` or ``whisper-base``."""
+    from lipdub.media.speech_encoder import WHISPER_VARIANTS
+
+    return Path(dataset) / "features" / f"whisper-{WHISPER_VARIANTS[features].name}"
 
 
 def load_motion_clips(dataset: Path, recipe: MotionRecipe,
@@ -194,8 +216,8 @@ def load_motion_clips(dataset: Path, recipe: MotionRecipe,
 
     dataset = Path(dataset)
     rows = [r for r in read_clips_table(dataset) if r["kind"] in recipe.kinds and str(r.get("has_audio", "1")) == "1"]
-    needs_whisper = recipe.features == "whisper" or "whisper" in also
-    whisper = WhisperStates(whisper_cache(dataset), recipe.threads) if needs_whisper else None
+    whisper = {kind: WhisperStates(whisper_cache(dataset, kind), recipe.threads, kind)
+               for kind in dict.fromkeys([recipe.features, *also]) if is_whisper(kind)}
     clips = []
     for done, row in enumerate(rows):
         clip = load_motion_clip(dataset / "clips" / row["clip_id"], row, recipe, also=also, whisper=whisper)
@@ -207,11 +229,11 @@ def load_motion_clips(dataset: Path, recipe: MotionRecipe,
 
 
 def load_motion_clip(folder: Path, row: dict, recipe: MotionRecipe, also: Sequence[str] = (),
-                     whisper: WhisperStates | None = None) -> MotionClip | None:
+                     whisper: dict[str, WhisperStates] | None = None) -> MotionClip | None:
     """One dataset clip folder as a `MotionClip`; None (with a warning) when it cannot teach motion.
 
-    ``also``: other feature kinds to load beside the recipe's; ``whisper``: the states source
-    (default: encode without a cache)."""
+    ``also``: other feature kinds to load beside the recipe's; ``whisper``: the states source of
+    each Whisper kind (default: encode without a cache)."""
     from lipdub.train.data import read_wav_mono16k
 
     with np.load(folder / "landmarks.npz") as npz:
@@ -225,7 +247,7 @@ def load_motion_clip(folder: Path, row: dict, recipe: MotionRecipe, also: Sequen
         valid = np.asarray(npz["valid"], bool)
     fps = float(row["fps"])
     try:
-        shapes, rest, motion = clip_shapes(points, valid, fps)
+        shapes, rest, motion = clip_shapes(points, valid, fps, recipe.rest)
     except ValueError as error:
         logger.warning("skipping %s: %s", row["clip_id"], error)
         return None
@@ -237,8 +259,9 @@ def load_motion_clip(folder: Path, row: dict, recipe: MotionRecipe, also: Sequen
         return None
     windows = {}
     for kind in dict.fromkeys([recipe.features, *also]):
-        if kind == "whisper":
-            states = (whisper or WhisperStates(None, recipe.threads)).states(row["clip_id"], samples)
+        if is_whisper(kind):
+            source = (whisper or {}).get(kind) or WhisperStates(None, recipe.threads, kind)
+            states = source.states(row["clip_id"], samples)
             windows[kind] = whisper_windows(states, len(points), fps)
         else:
             windows[kind] = audio_windows(samples, len(points), fps, recipe).astype(np.float16)
