@@ -351,8 +351,12 @@ def _run(engine, face_path: Path, audio_path: Path, output_path: Path, options: 
         logger.warning("the audio in %s is silent: the mouth will stay closed", audio_path)
     fps = info.fps
     clock = _StageClock()
-    faces = track_input(face_path, info.is_photo, fps, options, engine, clock, info.frame_count)
     audio_frames = frames_for_duration(len(speech) / rate, fps)
+    if hasattr(engine, "anticipate") and info.frame_count and audio_frames >= 1:
+        # The output length the probe's frame count implies: usually right, checked in `prepare`.
+        guess = plan_timeline(info.frame_count, audio_frames, options.length_mode, is_photo=info.is_photo)
+        engine.anticipate(fit_audio(speech, rate, guess.output_frames, fps), guess.output_frames, fps)
+    faces = track_input(face_path, info.is_photo, fps, options, engine, clock, info.frame_count)
     timeline = plan_timeline(len(faces), audio_frames, options.length_mode, is_photo=info.is_photo)
     logger.info(
         "%s: %dx%d at %.3f fps, %d frames; audio %.2f s; writing %d frames (%s, engine %s)",

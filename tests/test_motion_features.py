@@ -168,3 +168,29 @@ def test_old_recipes_measured_motion_from_the_envelope_and_rests_do_not_mix(tmp_
     with pytest.raises(LipdubError, match="different rests") as error:
         load_motion_model(tmp_path / "mixed.pt")
     assert "\n" not in str(error.value)
+
+
+def test_an_anticipated_prediction_is_used_only_for_the_speech_it_was_made_for():
+    from lipdub.motion.predictor import AnticipatedMotion
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def predict_with_gate(self, samples, frames, fps):
+            self.calls.append((len(samples), frames, fps))
+            if frames == 7:
+                raise LipdubError("broken speech")
+            return np.full((frames, 2), samples.sum()), np.ones(frames)
+
+    speech = np.linspace(0, 1, 1600, dtype=np.float32)
+    predictor = Recorder()
+    early = AnticipatedMotion(predictor, speech, 4, 25.0)
+    motion, gate = early.take(speech.copy(), 4, 25.0)
+    assert motion.shape == (4, 2) and motion[0, 0] == pytest.approx(speech.sum())
+    assert AnticipatedMotion(predictor, speech, 4, 25.0).take(speech[:800], 2, 25.0) is None  # a wrong guess
+    assert AnticipatedMotion(predictor, speech, 4, 25.0).take(speech, 4, 30.0) is None
+    assert AnticipatedMotion(predictor, speech, 7, 25.0).take(speech, 4, 25.0) is None  # its error is not ours
+    with pytest.raises(LipdubError, match="broken"):
+        AnticipatedMotion(predictor, speech, 7, 25.0).take(speech, 7, 25.0)
+    assert len(predictor.calls) == 5

@@ -11,6 +11,11 @@ The protocol has three steps because the engines need different amounts of fores
 2. `prepare` gets the whole plan at once (every frame's face, the output timeline, the speech), so
    an engine may look at the entire input before drawing anything (slow expression, retrieval);
 3. `render` turns a batch of output frames into pictures, in output order.
+
+Two optional hooks, called only where an engine has them: `anticipate(speech, frames, fps)`, before
+the tracking pass, with the speech as the output will most likely carry it (the output length the
+probe's frame count implies; `prepare` must check the guess): work that needs only the audio can
+start beside the tracking; and `expect_frames(count)`, the probe's frame count.
 """
 
 from __future__ import annotations

@@ -189,8 +189,16 @@ class MotionEngine:
         self.target_aperture: list[float] | None = None  # per output frame, for `lipdub eval-set`
         self._hold_bank: np.ndarray | None = None  # per output frame: bank entry its pause holds, or -1
         self._hold_weight: np.ndarray | None = None  # per output frame: 0..1 share of the hold frame
+        self._anticipated = None  # an early motion prediction (`anticipate`)
 
     # -- tracking pass -------------------------------------------------------------------------
+    def anticipate(self, speech: np.ndarray, frames: int, fps: float) -> None:
+        """Start predicting the motion of the speech the output will most likely carry (see
+        `lipdub.motion.predictor.AnticipatedMotion`); `prepare` uses it if the guess was right."""
+        from lipdub.motion.predictor import AnticipatedMotion
+
+        self._anticipated = AnticipatedMotion(self.predictor, speech, frames, fps)
+
     def expect_frames(self, count: int) -> None:
         """Thin the bank to `bank_capacity` frames for inputs longer than that."""
         self._stride = max(1, -(-count // max(1, self.options.bank_capacity)))
@@ -244,7 +252,9 @@ class MotionEngine:
                          np.median(self._pose[faced], axis=0) if faced.any() else self._pose[0])
         self._bank_frames = self._bank.frames
 
-        motion, gate = self.predictor.predict_with_gate(plan.speech, frames, plan.fps)
+        early = self._anticipated.take(plan.speech, frames, plan.fps) if self._anticipated is not None else None
+        self._anticipated = None
+        motion, gate = early if early is not None else self.predictor.predict_with_gate(plan.speech, frames, plan.fps)
         targets = target_shapes(rest[self._sources], motion, self.scale)
         if not plan.is_photo:
             targets = keep_slow_expression(targets, smoothed_shapes[self._sources], plan.fps)

@@ -214,6 +214,36 @@ class MotionPredictor:
         return (motion * gate[:, None]).reshape(frames, len(MOTION_POINTS), 2), gate
 
 
+class AnticipatedMotion:
+    """One `MotionPredictor.predict_with_gate` call started early, in a background thread.
+
+    Why: the motion depends only on the speech, which is known before the tracking pass, while the
+    tracking pass (Face Mesh on every frame) leaves CPU time free. `lipdub.pipeline` guesses the
+    output length from the probe's frame count and starts the prediction then; `take` hands it over
+    only if the guess was right (the same samples, frames and fps), so a wrong guess costs nothing
+    but the wasted work.
+    """
+
+    def __init__(self, predictor: MotionPredictor, samples: np.ndarray, frames: int, fps: float):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._samples, self._frames, self._fps = samples, frames, fps
+        executor = ThreadPoolExecutor(1, thread_name_prefix="lipdub-motion")
+        self._future = executor.submit(predictor.predict_with_gate, samples, frames, fps)
+        executor.shutdown(wait=False)
+
+    def take(self, samples: np.ndarray, frames: int, fps: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """The early prediction if it was made for exactly these arguments, else None. Waits for
+        it either way (never two predictions at once); its error is raised only when it matches."""
+        matches = frames == self._frames and fps == self._fps and np.array_equal(samples, self._samples)
+        error = self._future.exception()
+        if not matches:
+            return None
+        if error is not None:
+            raise error
+        return self._future.result()
+
+
 def member_from_state(state: dict) -> MotionMember:
     """A `MotionMember` from a training checkpoint's (or an ensemble entry's) dict."""
     recipe = state["recipe"]
