@@ -194,3 +194,15 @@ def test_an_anticipated_prediction_is_used_only_for_the_speech_it_was_made_for()
     with pytest.raises(LipdubError, match="broken"):
         AnticipatedMotion(predictor, speech, 7, 25.0).take(speech, 7, 25.0)
     assert len(predictor.calls) == 5
+
+
+def test_the_whisper_default_needs_every_variant_its_card_lists(monkeypatch):
+    from lipdub.motion import predictor as P
+
+    assert P.bundled_model_features(P.DEFAULT_MOTION_MODEL) == {"mel"}
+    installed = {"whisper": True, "whisper-base": False}
+    monkeypatch.setattr(P, "whisper_extra_installed", lambda features="whisper": installed[features])
+    monkeypatch.setattr(P, "bundled_model_features", lambda name: {"mel", "whisper"})
+    assert P.default_motion_model_name() == P.WHISPER_MOTION_MODEL
+    monkeypatch.setattr(P, "bundled_model_features", lambda name: {"mel", "whisper", "whisper-base"})
+    assert P.default_motion_model_name() == P.DEFAULT_MOTION_MODEL  # base is not installed

@@ -272,11 +272,24 @@ def whisper_extra_installed(features: str = "whisper") -> bool:
     return True
 
 
+def bundled_model_features(name: str) -> set[str]:
+    """The feature kinds the members of bundled motion model ``name`` read, from its card."""
+    import json
+
+    card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    return {recipe.get("features", "mel") for recipe in card.get("recipes", [])} or {"mel"}
+
+
 def default_motion_model_name() -> str:
-    """`WHISPER_MOTION_MODEL` where the Whisper extra is installed and that model ships, else
+    """`WHISPER_MOTION_MODEL` where it ships and every Whisper variant it reads is installed, else
     `DEFAULT_MOTION_MODEL` (mel only, no extra): the better model the installation can run."""
-    if (WEIGHTS_DIR / f"{WHISPER_MOTION_MODEL}.pt").is_file() and whisper_extra_installed():
-        return WHISPER_MOTION_MODEL
+    if (WEIGHTS_DIR / f"{WHISPER_MOTION_MODEL}.pt").is_file():
+        try:
+            needed = {kind for kind in bundled_model_features(WHISPER_MOTION_MODEL) if is_whisper(kind)}
+        except (OSError, ValueError):
+            needed = {"whisper"}
+        if all(whisper_extra_installed(kind) for kind in needed):
+            return WHISPER_MOTION_MODEL
     return DEFAULT_MOTION_MODEL
 
 
