@@ -129,3 +129,23 @@ def test_sync_video_and_photo_with_the_default_engine(tmp_path):
     h, w = spread.shape
     assert spread[: h // 8, : w // 8].max() < 2.0
     assert spread.max() > 10.0
+
+
+def test_frames_drawn_in_threads_equal_frames_drawn_in_turn():
+    """Render threads change only the speed: the same targets give the same pictures and records."""
+    from dataclasses import replace
+
+    engine, jobs, _ = _prepared(shared_file("data/train/real/woman_flag.mp4"), ZeroMotion())
+    targets = engine.own_shapes().copy()
+    targets[:, :, 1] += 0.03 * np.sin(np.arange(len(targets)) / 2.0)[:, None]  # move the mouth up and down
+    jobs = jobs[:24]
+    outputs = {}
+    for threads in (1, 2):
+        engine.options = replace(engine.options, render_threads=threads)
+        engine.use_targets(targets)
+        outputs[threads] = (engine.render(jobs), list(engine.target_aperture[:24]), engine.chosen_sources[:24].copy())
+    for a, b in zip(outputs[1][0], outputs[2][0]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(outputs[1][1], outputs[2][1])
+    np.testing.assert_array_equal(outputs[1][2], outputs[2][2])
+    engine.close()

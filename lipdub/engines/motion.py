@@ -81,6 +81,9 @@ class MotionEngineOptions:
     #: openings read as less open to Face Mesh (render r, aperture r) and are less sharp
     #: (docs/model-card.md, "Mouth interior"), although it is twice as close to real mouths.
     interior: str = "painted"
+    #: Frames of a batch drawn at once, in threads (OpenCV's warps and blends release the GIL, so
+    #: two threads keep both cores busy while the encoder thread waits for frames). 1: in turn.
+    render_threads: int = 2
 
 
 INTERIORS = ("learned", "painted")
@@ -190,6 +193,7 @@ class MotionEngine:
         self._hold_bank: np.ndarray | None = None  # per output frame: bank entry its pause holds, or -1
         self._hold_weight: np.ndarray | None = None  # per output frame: 0..1 share of the hold frame
         self._anticipated = None  # an early motion prediction (`anticipate`)
+        self._pool = None  # render threads, made on first use
 
     # -- tracking pass -------------------------------------------------------------------------
     def anticipate(self, speech: np.ndarray, frames: int, fps: float) -> None:
@@ -356,7 +360,15 @@ class MotionEngine:
         return S.apply_affine(S.invert_affine(self._transforms[j]), canonical)
 
     def render(self, jobs: list[FrameJob]) -> list[np.ndarray]:
-        return [self._render_one(job) for job in jobs]
+        """The batch's frames, in order; drawn `render_threads` at a time (each frame writes only
+        its own entries of the per-frame records)."""
+        if self.options.render_threads <= 1 or len(jobs) <= 1:
+            return [self._render_one(job) for job in jobs]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.options.render_threads, thread_name_prefix="lipdub-render")
+        return list(self._pool.map(self._render_one, jobs))
 
     def _render_one(self, job: FrameJob) -> np.ndarray:
         i, j = job.index, job.source_index
@@ -454,6 +466,9 @@ class MotionEngine:
         return feathered_polygons(polygons, (y2 - y1, x2 - x1), FEATHER_EYE_UNITS * eye)
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self._bank.close()
 
 

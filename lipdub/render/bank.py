@@ -28,6 +28,7 @@ the skin, and never hold a pause (`lipdub.render.hold` picks among input frames)
 from __future__ import annotations
 
 import tempfile
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,6 +205,7 @@ class PatchSpool:
         self._file = tempfile.TemporaryFile(prefix="lipdub-bank-")
         self._size = 0
         self._map: np.memmap | None = None
+        self._lock = threading.Lock()  # render threads read at once; the map is made once
 
     def add(self, image: np.ndarray, origin: tuple[int, int]) -> Patch:
         data = np.ascontiguousarray(image, np.uint8)
@@ -215,11 +217,13 @@ class PatchSpool:
         return patch
 
     def read(self, patch: Patch) -> np.ndarray:
-        if self._map is None:
-            self._file.flush()
-            self._map = np.memmap(self._file, dtype=np.uint8, mode="r", shape=(max(1, self._size),))
+        with self._lock:
+            if self._map is None:
+                self._file.flush()
+                self._map = np.memmap(self._file, dtype=np.uint8, mode="r", shape=(max(1, self._size),))
+            mapped = self._map
         count = int(np.prod(patch.shape))
-        return np.asarray(self._map[patch.offset: patch.offset + count]).reshape(patch.shape)
+        return np.asarray(mapped[patch.offset: patch.offset + count]).reshape(patch.shape)
 
     def close(self) -> None:
         self._map = None
