@@ -1,6 +1,7 @@
 """Throughput of the lipdub pipeline per stage and end to end, with peak memory.
 
     python benchmarks/throughput.py [--seconds 10] [--engine motion compact wav2lip] [--sizes 720p 1080p]
+        [--render-threads 1 2]
 
 For each size it builds a test video from a real clip in ../shared/data (scaled into a 1280x720
 or 1920x1080 frame), runs `lipdub.sync` in a fresh subprocess (so peak RSS is that run's alone)
@@ -67,12 +68,14 @@ def make_checkpoint(architecture: str, path: Path) -> None:
     torch.save({"state_dict": network.state_dict()}, path)
 
 
-def run_one(video: Path, audio: Path, checkpoint: Path | None, output: Path, batch_size: int) -> dict:
+def run_one(video: Path, audio: Path, checkpoint: Path | None, output: Path, batch_size: int,
+            render_threads: int) -> dict:
     """Child process: one sync run (the motion engine when ``checkpoint`` is None); its figures."""
     from lipdub.pipeline import sync
 
     start = time.perf_counter()
-    result = sync(video, audio, output, checkpoint=checkpoint, batch_size=batch_size, overwrite=True, length_mode="cut")
+    result = sync(video, audio, output, checkpoint=checkpoint, batch_size=batch_size, overwrite=True, length_mode="cut",
+                  render_threads=render_threads)
     wall = time.perf_counter() - start
     return {
         "frames": result.frames,
@@ -92,12 +95,15 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=SHARED / "train/real/woman_blue_wall.mp4")
     parser.add_argument("--audio", type=Path, default=SHARED / "audio/english_lecture_intro_46s.wav")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--render-threads", type=int, nargs="+", default=[2],
+                        help="motion engine: frames drawn at once (several values: one run each, compared)")
     parser.add_argument("--child", nargs=4, metavar=("VIDEO", "AUDIO", "CHECKPOINT", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
         video, audio, checkpoint, output = map(Path, args.child)
-        print(json.dumps(run_one(video, audio, None if checkpoint.name == "-" else checkpoint, output, args.batch_size)))
+        print(json.dumps(run_one(video, audio, None if checkpoint.name == "-" else checkpoint, output, args.batch_size,
+                                 args.render_threads[0])))
         return
 
     for path in (args.source, args.audio):
@@ -117,18 +123,20 @@ def main() -> None:
                 video = tmp / f"input_{size}.mp4"
                 if not video.exists():
                     make_input(args.source, SIZES[size], args.seconds, video)
-                child = subprocess.run(
-                    [sys.executable, __file__, "--batch-size", str(args.batch_size), "--child",
-                     str(video), str(args.audio), str(checkpoint), str(tmp / f"out_{size}.mp4")],
-                    capture_output=True, text=True,
-                )
-                if child.returncode != 0:
-                    print(child.stderr[-2000:], file=sys.stderr)
-                    sys.exit(f"benchmark run failed for {architecture} {size}")
-                figures = json.loads(child.stdout.strip().splitlines()[-1])
-                stages = "  ".join(f"{k} {v:7.1f}" for k, v in figures["stage_fps"].items())
-                print(f"{architecture:8s} {size:6s} frames {figures['frames']:4d}  end-to-end {figures['end_to_end_fps']:6.1f} fps  "
-                      f"peak RSS {figures['peak_rss_mib']:7.0f} MiB  | per-stage fps: {stages}")
+                for threads in args.render_threads if architecture == "motion" else args.render_threads[:1]:
+                    child = subprocess.run(
+                        [sys.executable, __file__, "--batch-size", str(args.batch_size), "--render-threads", str(threads),
+                         "--child", str(video), str(args.audio), str(checkpoint), str(tmp / f"out_{size}.mp4")],
+                        capture_output=True, text=True,
+                    )
+                    if child.returncode != 0:
+                        print(child.stderr[-2000:], file=sys.stderr)
+                        sys.exit(f"benchmark run failed for {architecture} {size}")
+                    figures = json.loads(child.stdout.strip().splitlines()[-1])
+                    stages = "  ".join(f"{k} {v:7.1f}" for k, v in figures["stage_fps"].items())
+                    label = f"{architecture} x{threads}" if architecture == "motion" else architecture
+                    print(f"{label:10s} {size:6s} frames {figures['frames']:4d}  end-to-end {figures['end_to_end_fps']:6.1f} fps  "
+                          f"peak RSS {figures['peak_rss_mib']:7.0f} MiB  | per-stage fps: {stages}")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ class SyncOptions:
     opening that no input frame shows (`lipdub.engines.motion.INTERIORS`: ``"painted"``, the
     default, or ``"learned"``). ``profile`` is a folder made by ``lipdub personalize``; its
     profile.json names the engine it is for, and a motion profile brings its fine-tuned model and
-    the speaker's mouth bank (`lipdub.render.profile_bank`).
+    the speaker's mouth bank (`lipdub.render.profile_bank`). ``render_threads``: frames the motion
+    engine draws at once (2 keeps two cores busy; more on a bigger machine).
     """
 
     photo_fps: float = 25.0
@@ -74,6 +75,7 @@ class SyncOptions:
     crf: int = 18
     overwrite: bool = False
     interior: str = "painted"
+    render_threads: int = 2
 
 
 @dataclass

@@ -79,7 +79,7 @@ def build_engine(options):
     exclude = 1.0 if options.reference == "first" else None
     engine = load_engine(motion_model, MotionEngineOptions(
         color_match=options.color_match, exclude_seconds=exclude, batch_size=options.batch_size,
-        interior=getattr(options, "interior", "painted")), bank)
+        interior=getattr(options, "interior", "painted"), render_threads=getattr(options, "render_threads", 2)), bank)
     if options.profile is not None:
         engine.model_name = f"profile {Path(options.profile).name}"
     return engine
