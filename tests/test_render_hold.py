@@ -20,6 +20,21 @@ def test_hold_weights_ramp_in_and_out():
     np.testing.assert_allclose(hold_weights(5, [(1, 4)], fade_frames=0), [0, 1, 1, 1, 0])
     short = hold_weights(6, [(1, 4)], fade_frames=5)
     assert short.max() < 1 and short[0] == 0 and short[4] == 0
+    # at the clip's own start and end there is nothing to fade from: whole at once
+    np.testing.assert_allclose(hold_weights(6, [(0, 3)], fade_frames=2), [1, 2 / 3, 1 / 3, 0, 0, 0])
+    np.testing.assert_allclose(hold_weights(6, [(3, 6)], fade_frames=2), [0, 0, 0, 1 / 3, 2 / 3, 1])
+
+
+def test_closing_runs_cover_wide_open_mouths_aimed_shut_grown_by_the_fade():
+    from lipdub.render.hold import closing_runs, runs_of
+
+    own = np.array([0.30, 0.20, 0.05, 0.20, 0.20, 0.02, 0.20, 0.20, 0.20, 0.20])
+    target = np.array([0.00, 0.10, 0.00, 0.20, 0.00, 0.00, 0.20, 0.20, 0.20, 0.04])
+    # frame 0 (wide open, aimed shut), 4, and 9; frame 2 is already closed, 5 too
+    assert closing_runs(own, target, grow=0) == [(0, 1), (4, 5), (9, 10)]
+    assert closing_runs(own, target, grow=1) == [(0, 2), (3, 6), (8, 10)]
+    assert closing_runs(own, np.full(10, 0.2), grow=2) == []
+    assert runs_of(np.array([True, True, False, True])) == [(0, 2), (3, 4)] and runs_of(np.zeros(0, bool)) == []
 
 
 def test_hold_frame_is_the_most_closed_within_reach():

@@ -37,7 +37,8 @@ from lipdub.face.blend import LOWER_FACE_OUTLINE, feathered_polygons, inner_feat
 from lipdub.motion import shape as S
 from lipdub.motion.transfer import keep_slow_expression, speaker_scale, target_shapes
 from lipdub.render import bank as B
-from lipdub.render.hold import FADE_SECONDS, SEARCH_SECONDS, choose_hold_frame, hold_weights, pause_runs
+from lipdub.render.hold import (FADE_SECONDS, NEARLY_SHUT, SEARCH_SECONDS, choose_hold_frame, closing_runs, hold_weights,
+                                pause_runs, runs_of)
 from lipdub.render.interior import FIT_SLACK, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
 from lipdub.render.mesh import MESH_POINTS, build_mesh, warp_vertices
 from lipdub.render.warp import bounding_rect, warp_patch
@@ -267,13 +268,21 @@ class MotionEngine:
             self.hold_pauses(gate)
 
     def hold_pauses(self, gate: np.ndarray) -> None:
-        """Give every pause of the speech (``gate`` shut, `lipdub.render.hold`) one hold frame."""
+        """Give every pause of the speech (``gate`` shut, `lipdub.render.hold`), and every run of
+        frames that must shut a wide-open mouth (`closing_runs`), one hold frame."""
         frames = len(self._sources)
         self._hold_bank = np.full(frames, -1, np.int64)
         self._hold_weight = np.zeros(frames)
         if not self._bank.from_input.any():
             return
-        runs = pause_runs(gate, self._fps)
+        fade = int(round(FADE_SECONDS * self._fps))
+        pauses = pause_runs(gate, self._fps)
+        own_open = np.where(self._has_face, S.aperture(self._shapes[self._sources]), np.nan)
+        closing = closing_runs(own_open, S.aperture(self._targets), fade)
+        held = np.zeros(frames, bool)
+        for a, b in pauses + closing:
+            held[a:b] = True
+        runs = runs_of(held)
         # A pause holds one of the input's own closed mouths: its skin is about to be shown.
         openings = np.where(self._bank.from_input, self._bank.openings, np.nan)
         reach = SEARCH_SECONDS * self._fps
@@ -289,13 +298,16 @@ class MotionEngine:
                 allowed[near] = np.nan
             pick = choose_hold_frame(self._bank_frames, allowed, float(np.median(sources)),
                                      reach + 0.5 * float(np.ptp(sources)))
+            in_pause = any(a < d and c < b for c, d in pauses)
+            if pick >= 0 and not in_pause and openings[pick] > NEARLY_SHUT:
+                pick = -1  # no closed mouth near enough to shut this one with: warp it shut instead
             if pick >= 0:
                 self._hold_bank[a:b] = pick
                 kept.append((a, b))
-        self._hold_weight = hold_weights(frames, kept, int(round(FADE_SECONDS * self._fps)))
+        self._hold_weight = hold_weights(frames, kept, fade)
         if kept:
-            logger.info("holding %d pause(s) of the speech on one closed mouth each (%d frames)",
-                        len(kept), sum(b - a for a, b in kept))
+            logger.info("holding %d pause(s) or closings on one closed mouth each (%d frames; %d closing runs)",
+                        len(kept), sum(b - a for a, b in kept), len(closing))
 
     def own_shapes(self) -> np.ndarray:
         """(T, P, 2) canonical shapes of the input frames the output shows, as measured (unsmoothed):

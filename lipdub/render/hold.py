@@ -29,21 +29,50 @@ SEARCH_SECONDS = 1.0
 def pause_runs(gate: np.ndarray, fps: float, min_seconds: float = MIN_HOLD_SECONDS,
                shut_below: float = GATE_SHUT_BELOW) -> list[tuple[int, int]]:
     """[(start, stop)) runs of output frames where the gate is shut for at least ``min_seconds``."""
-    shut = np.asarray(gate, np.float64) < shut_below
-    if shut.size == 0:
-        return []
-    edges = np.flatnonzero(np.diff(shut.astype(np.int8))) + 1
-    starts = np.concatenate([[0], edges])
-    stops = np.concatenate([edges, [shut.size]])
     shortest = max(1, int(round(min_seconds * fps)))
-    return [(int(a), int(b)) for a, b in zip(starts, stops) if shut[a] and b - a >= shortest]
+    return [(a, b) for a, b in runs_of(np.asarray(gate, np.float64) < shut_below) if b - a >= shortest]
+
+
+#: A frame whose own mouth is at least this open (eye units) while its target is at most
+#: `NEARLY_SHUT` is drawn from a closed hold frame too (`closing_runs`).
+WIDE_OPEN = 0.12
+NEARLY_SHUT = 0.05
+
+
+def runs_of(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[(start, stop)) runs of True in a 1-D boolean mask."""
+    mask = np.asarray(mask, bool)
+    if mask.size == 0:
+        return []
+    edges = np.flatnonzero(np.diff(mask.astype(np.int8))) + 1
+    starts = np.concatenate([[0], edges])
+    stops = np.concatenate([edges, [mask.size]])
+    return [(int(a), int(b)) for a, b in zip(starts, stops) if mask[a]]
+
+
+def closing_runs(own: np.ndarray, target: np.ndarray, grow: int, wide: float = WIDE_OPEN,
+                 shut: float = NEARLY_SHUT) -> list[tuple[int, int]]:
+    """Runs of output frames whose wide-open input mouth (``own`` >= ``wide``) must look shut
+    (``target`` <= ``shut``), each grown by ``grow`` frames on both sides.
+
+    Why: warping a wide-open mouth shut cannot make lips out of what lay between them; a tongue
+    or a row of teeth is squeezed into a pink or white bar where the lips should meet (seen on
+    woman_flag's first frame, tongue out, and on politician frames that read open although aimed
+    shut). Such frames take their lower face from a closed frame, as a pause does; growing the
+    run by the fade length lets the cross-fade finish before the frames that need it.
+    """
+    need = (np.asarray(own, np.float64) >= wide) & (np.asarray(target, np.float64) <= shut)
+    if grow > 0 and need.any():
+        need = np.convolve(need.astype(np.float64), np.ones(2 * grow + 1), mode="same") > 0
+    return runs_of(need)
 
 
 def hold_weights(frames: int, runs: list[tuple[int, int]], fade_frames: int) -> np.ndarray:
     """(frames,) 0..1: how much of each output frame comes from its pause's hold frame.
 
     1 inside a run, ramping linearly from 0 over ``fade_frames`` at each end (a run shorter than two
-    fades peaks below 1), 0 outside every run.
+    fades peaks below 1), 0 outside every run. A run that starts the clip or ends it has no fade
+    at that end: there is no frame of its own to fade from.
     """
     weights = np.zeros(frames)
     for a, b in runs:
@@ -51,7 +80,9 @@ def hold_weights(frames: int, runs: list[tuple[int, int]], fade_frames: int) -> 
         if fade_frames <= 0:
             ramp = np.ones(len(k))
         else:
-            ramp = np.minimum(np.minimum(k - a + 1, b - k) / (fade_frames + 1), 1.0)
+            rise = np.inf if a == 0 else k - a + 1
+            fall = np.inf if b >= frames else b - k
+            ramp = np.minimum(np.minimum(rise, fall) / (fade_frames + 1), 1.0)
         weights[a:b] = np.maximum(weights[a:b], ramp)
     return weights
 
