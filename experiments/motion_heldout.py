@@ -38,7 +38,13 @@ def main() -> None:
         predictors.append(predictor)
     kinds = sorted({member.features for p in predictors for member in p.members})
     # The rest kind only shifts the constant opening the predictions are drawn on: one load serves all.
-    recipe = MotionRecipe(kinds=("real",), landmarks=args.landmarks, features=kinds[0], rest=predictors[0].rest)
+    # A causal model reads windows that end `lookahead` columns after the frame: load those for it.
+    first = predictors[0].members[0].recipe
+    causal = bool(first.get("causal", False))
+    if any(bool(m.recipe.get("causal", False)) != causal for p in predictors for m in p.members):
+        parser.error("compare causal models with causal ones only (they read other windows)")
+    recipe = MotionRecipe(kinds=("real",), landmarks=args.landmarks, features=kinds[0], rest=predictors[0].rest,
+                          causal=causal, lookahead=int(first.get("lookahead", 8)))
     clips = [c for c in load_motion_clips(args.dataset, recipe, also=kinds[1:]) if c.split == "val" and c.valid.sum() >= 10]
     for name, predictor in zip(args.models, predictors):
         sigma = predictor.smoothing if args.smoothing is None else args.smoothing
