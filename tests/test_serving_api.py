@@ -270,7 +270,9 @@ def test_delete_stops_a_running_job(tmp_path):
     server = Server(tmp_path / "data", workers=1, tag=tag)
     try:
         client = _client(server)
-        running = _submit(client, audio=_wav(1.0)).json()["id"]
+        # 10 s of speech (the test server's limit): the job must still be running when the second
+        # one is queued; a 1 s job could finish in between (CI saw it once).
+        running = _submit(client, audio=_wav(10.0)).json()["id"]
         _wait(client, running, states=("running",), timeout=120)
         while client.get(f"/v1/jobs/{running}").json()["stage"] == "starting":
             time.sleep(0.05)  # its process is up once it reports "preparing"
