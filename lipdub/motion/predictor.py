@@ -173,10 +173,7 @@ class MotionPredictor:
     @property
     def rest(self) -> str:
         """The rest kind all its members' motion is measured from (`lipdub.motion.shape.video_rest`)."""
-        kinds = {member.rest for member in self.members}
-        if len(kinds) != 1:
-            raise LipdubError(f"motion model {self.name} mixes members trained on different rests: {sorted(kinds)}")
-        return kinds.pop()
+        return common_rest(self.members, f"motion model {self.name}")
 
     @property
     def needs_whisper(self) -> bool:
@@ -212,6 +209,14 @@ class MotionPredictor:
         motion = self.gain * gaussian_smooth(motion, self.smoothing)
         gate = speech_gate(frame_loudness(features.raw_mel, frames, fps))
         return (motion * gate[:, None]).reshape(frames, len(MOTION_POINTS), 2), gate
+
+
+def common_rest(members: list[MotionMember], what: str) -> str:
+    """The one rest kind ``members`` were trained on; a one-line error naming ``what`` if they mix."""
+    kinds = {member.rest for member in members}
+    if len(kinds) != 1:
+        raise LipdubError(f"{what} mixes members trained on different rests (recipe `rest`): {sorted(kinds)}")
+    return kinds.pop()
 
 
 class AnticipatedMotion:
@@ -310,10 +315,9 @@ def load_motion_model(name_or_path: str | Path | None = None) -> MotionPredictor
         members = [member_from_state(m) for m in state.get("members", [state])]
         for features in sorted({member.features for member in members if is_whisper(member.features)}):
             _check_whisper_extra(path, features)
-        predictor = MotionPredictor(path.stem, members, float(state["default_scale"]), gain=float(state.get("gain", 1.0)),
-                                    smoothing=float(state.get("smoothing", 1.0 if "members" in state else 0.0)))
-        predictor.rest  # noqa: B018 - one rest kind, or a one-line error now rather than mid-dub
-        return predictor
+        common_rest(members, f"motion model {path.stem}")  # a one-line error now rather than mid-dub
+        return MotionPredictor(path.stem, members, float(state["default_scale"]), gain=float(state.get("gain", 1.0)),
+                               smoothing=float(state.get("smoothing", 1.0 if "members" in state else 0.0)))
     except (KeyError, RuntimeError, OSError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as error:
         raise LipdubError(f"{path} is not a lipdub motion model: {error}") from error
 

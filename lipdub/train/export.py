@@ -80,8 +80,8 @@ def export_motion(run_dirs: Sequence[Path], name: str, description: str = "", sm
     """
     import numpy as np
 
-    from lipdub.motion.predictor import (WEIGHTS_DIR as MOTION_DIR, MotionPredictor, gaussian_smooth, member_from_state,
-                                         save_motion_model)
+    from lipdub.motion.predictor import (WEIGHTS_DIR as MOTION_DIR, MotionPredictor, common_rest, gaussian_smooth,
+                                         member_from_state, save_motion_model)
     from lipdub.train.motion import (MotionRecipe, amplitude_gain, aperture_figures, ensemble_motion,
                                      load_motion_clips, summarise)
 
@@ -97,8 +97,7 @@ def export_motion(run_dirs: Sequence[Path], name: str, description: str = "", sm
     if any(split["val_speakers"] != splits[0]["val_speakers"] for split in splits):
         raise LipdubError("the runs were validated on different speakers; ensemble runs of one split only")
     members = [member_from_state(state) for state in states]
-    if len({member.rest for member in members}) > 1:
-        raise LipdubError("the runs measured motion from different rests (recipe `rest`); ensemble runs of one kind")
+    common_rest(members, "this ensemble")
     recipe = MotionRecipe.of_member(states[0]["recipe"])
     also = sorted({member.features for member in members} - {recipe.features})  # a mixed mel + Whisper ensemble
     loaded = load_motion_clips(Path(splits[0]["dataset"]), recipe, also=also)

@@ -145,7 +145,7 @@ class MotionClip:
 
 
 def clip_shapes(landmarks: np.ndarray, valid: np.ndarray, fps: float,
-                rest_kind: str = "envelope") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                rest_kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(shapes, rest, motion) of one clip's (T, 478, 2) landmarks; invalid frames are NaN.
     ``rest_kind``: `lipdub.motion.shape.video_rest`'s ``kind``."""
     points = np.asarray(landmarks, np.float64).copy()
