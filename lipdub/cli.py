@@ -755,10 +755,24 @@ def app_command(
 #: promise that an error is one line, so the CLI drops them.
 NATIVE_CHATTER = re.compile(rb"^(?:[WI]0000 \d\d:\d\d:|INFO: Created TensorFlow Lite|WARNING: All log messages before absl)")
 
+#: How those lines begin. TFLite writes its "INFO: " prefix and the message in two calls; when the
+#: message half lands while `lipdub.face.detect` has descriptor 2 on /dev/null, the prefix is left
+#: alone in the pipe, unterminated, and reaches the terminal at exit as a bare "INFO:" line.
+NATIVE_PREFIXES = (b"INFO: Created TensorFlow Lite", b"WARNING: All log messages before absl")
+
+
+def is_native_chatter(line: bytes) -> bool:
+    """Whether ``line`` (as read from the pipe, newline included if it had one) is mediapipe noise:
+    a whole chatter line, or an unterminated fragment that one of them begins with."""
+    if NATIVE_CHATTER.match(line):
+        return True
+    fragment = line.strip()
+    return not line.endswith(b"\n") and bool(fragment) and any(p.startswith(fragment) for p in NATIVE_PREFIXES)
+
 
 @contextlib.contextmanager
-def _native_stderr_filtered(drop: re.Pattern = NATIVE_CHATTER):
-    """Route file descriptor 2 through a thread that drops ``drop`` lines; yield the real stderr.
+def _native_stderr_filtered(drop=is_native_chatter):
+    """Route file descriptor 2 through a thread that drops the lines ``drop`` flags; yield the real stderr.
 
     Python-level output (rich's console, tracebacks of bugs) still reaches the terminal: the console
     writes to the yielded stream, which is the original stderr, so it also keeps its tty detection.
@@ -772,7 +786,7 @@ def _native_stderr_filtered(drop: re.Pattern = NATIVE_CHATTER):
     def pump() -> None:
         with os.fdopen(read_end, "rb") as reader, os.fdopen(os.dup(original), "wb", buffering=0) as out:
             for line in reader:
-                if not drop.match(line):
+                if not drop(line):
                     out.write(line)
 
     thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)

@@ -208,3 +208,38 @@ def test_engine_choices_are_checked_in_one_line(tmp_path):
                           "not a lipdub motion model")
     assert_one_line_error(run_cli("sync", face, audio, "-o", tmp_path / "o.mp4", "--profile", tmp_path), "not a lipdub profile")
     assert_nothing_written(tmp_path, before | {"broken.pt"})
+
+
+def test_native_chatter_is_recognised_whole_or_as_an_unterminated_prefix():
+    from lipdub.cli import is_native_chatter
+
+    assert is_native_chatter(b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+    assert is_native_chatter(b"I0000 00:00:1712345678.123 123 gl_context.cc:357] GL version\n")
+    # TFLite's prefix left alone in the pipe when the rest of its line went to /dev/null
+    assert is_native_chatter(b"INFO: ")
+    assert is_native_chatter(b"INFO:")
+    # a user-facing line, or the same prefix ending a line of its own, is kept
+    assert not is_native_chatter(b"INFO: \n")
+    assert not is_native_chatter(b"Error: no face found in the photo\n")
+    assert not is_native_chatter(b"Error")
+    assert not is_native_chatter(b"")
+
+
+def test_a_split_native_line_does_not_reach_the_terminal(tmp_path):
+    """The CI failure of stop 15: "INFO: " written through the filter, its message to /dev/null."""
+    script = tmp_path / "split.py"
+    script.write_text(
+        "import os\n"
+        "from lipdub.cli import _native_stderr_filtered\n"
+        "from lipdub.face.detect import _native_stderr_silenced\n"
+        "with _native_stderr_filtered() as real:\n"
+        "    os.write(2, b'kept\\n')\n"
+        "    os.write(2, b'INFO: ')\n"
+        "    with _native_stderr_silenced():\n"
+        "        os.write(2, b'Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
+        "    real.write('Error: one line\\n')\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = sorted(line for line in result.stderr.splitlines() if line.strip())
+    assert lines == ["Error: one line", "kept"], result.stderr
