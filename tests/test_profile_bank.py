@@ -185,6 +185,27 @@ def test_saved_bank_round_trips_points_and_pixels(profile_bank, tmp_path):
         assert (lips >= -0.5).all() and (lips[:, 0] <= crop.shape[1]).all() and (lips[:, 1] <= crop.shape[0]).all()
 
 
+def test_profile_entries_are_judged_from_a_rest_of_the_inputs_kind(profile_bank):
+    """A closed-rest input must not re-base profile mouths from their (more open) envelope rest."""
+    from lipdub.motion import shape as S
+
+    envelope = profile_bank.rest_as("envelope")
+    closed = profile_bank.rest_as("closed")
+    np.testing.assert_array_equal(envelope, profile_bank.rest)
+    np.testing.assert_allclose(closed, S.closed_mouth(profile_bank.rest))
+    assert np.abs(S.aperture(closed)).max() < 1e-9 and (S.aperture(envelope) > 1e-3).any()
+    with pytest.raises(ValueError):
+        profile_bank.rest_as("open")
+
+    bank = B.MouthBank(profile_bank)
+    input_rest = closed[0]
+    count = len(profile_bank)
+    canonical = np.zeros((0, 468, 2))
+    for kind, own_rest in (("closed", closed), ("envelope", envelope)):
+        bank.place(np.zeros((0, 478, 2)), canonical, input_rest, np.zeros(2 * len(B.POSE_POINTS)), rest_kind=kind)
+        np.testing.assert_allclose(bank.shapes[:count], input_rest + profile_bank.shapes() - own_rest)
+
+
 def test_bank_holds_the_widest_open_frame_of_the_clip(profile_bank):
     from lipdub.motion import shape as S
 

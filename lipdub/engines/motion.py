@@ -254,7 +254,8 @@ class MotionEngine:
         self._pose = B.pose_features(self._canonical)
         faced = np.isfinite(self._pose).all(axis=1) & np.isfinite(rest).all(axis=(1, 2))
         self._bank.place(raw, self._canonical, np.median(rest[faced], axis=0) if faced.any() else rest[0],
-                         np.median(self._pose[faced], axis=0) if faced.any() else self._pose[0])
+                         np.median(self._pose[faced], axis=0) if faced.any() else self._pose[0],
+                         rest_kind=self.predictor.rest)
         self._bank_frames = self._bank.frames
 
         early = self._anticipated.take(plan.speech, frames, plan.fps) if self._anticipated is not None else None

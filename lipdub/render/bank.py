@@ -308,9 +308,12 @@ class MouthBank:
         """(B,) weight of the head-pose difference of each entry in the retrieval."""
         return np.where(self.from_input, input_weight, profile_weight)
 
-    def place(self, landmarks: np.ndarray, canonical: np.ndarray, rest: np.ndarray, pose_centre: np.ndarray) -> None:
+    def place(self, landmarks: np.ndarray, canonical: np.ndarray, rest: np.ndarray, pose_centre: np.ndarray,
+              rest_kind: str) -> None:
         """Give every entry its geometry, from the input's (N, 478, 2) raw frame points, their (N, 468, 2)
-        canonical positions, the input's (P, 2) rest shape and (D,) pose features (medians over the input)."""
+        canonical positions, the input's (P, 2) rest shape and (D,) pose features (medians over the input).
+        ``rest_kind`` is how that rest was measured; a profile's entries are re-based from their own
+        rest of the same kind."""
         from lipdub.motion.shape import MOTION_POINTS, aperture
 
         frames = self.frames
@@ -332,7 +335,7 @@ class MouthBank:
             profile = self._profile
             own = profile.shapes()
             openings[outside] = aperture(own)
-            shapes[outside] = np.asarray(rest, np.float64)[None] + own - profile.rest
+            shapes[outside] = np.asarray(rest, np.float64)[None] + own - profile.rest_as(rest_kind)
             pose[outside] = np.asarray(pose_centre, np.float64)[None] + pose_features(profile.canonical) - profile.pose_centre
             for b, p in zip(outside, profile.points()):
                 points[b] = p

@@ -67,6 +67,21 @@ class ProfileBank:
 
         return apply_affine(np.asarray(self.to_crop, np.float64), np.asarray(self.canonical, np.float64))
 
+    def rest_as(self, kind: str) -> np.ndarray:
+        """(N, P, 2) every entry's rest shape of kind ``kind`` (`lipdub.motion.shape.REST_KINDS`).
+
+        Why: a profile stores the envelope (`rest_track`), and the input it is used with measures its
+        own rest as its motion model was trained (closed for current models). An entry's opening is
+        judged against its rest, so the two must be of one kind; the closed rest is a function of the
+        envelope (`video_rest`), so old profiles need no new field.
+        """
+        from lipdub.motion.shape import REST_KINDS, closed_mouth
+
+        if kind not in REST_KINDS:
+            raise ValueError(f"rest must be one of {', '.join(REST_KINDS)}, not {kind!r}")
+        rest = np.asarray(self.rest, np.float64)
+        return closed_mouth(rest) if kind == "closed" else rest
+
     def shapes(self) -> np.ndarray:
         """(N, P, 2) canonical motion points (`lipdub.motion.shape.MOTION_POINTS`)."""
         from lipdub.motion.shape import MOTION_POINTS
