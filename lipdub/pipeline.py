@@ -15,9 +15,11 @@ is an option (`lipdub.engines.build_engine`), never a branch here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -267,38 +269,104 @@ def build_engine(options: SyncOptions):
 
 def track_input(face_path: Path, is_photo: bool, fps: float, options: SyncOptions, engine, clock: _StageClock,
                 expected_frames: int) -> list:
-    """The tracking pass: every input frame decoded once, its face tracked, shown to the engine.
+    """The tracking pass: every input frame decoded, its face tracked, shown to the engine.
 
     Returns the TrackedFace (or None) of every input frame. Only landmarks are kept (4 KB a frame);
     pictures go to the engine, which keeps what it needs (the motion engine: lower-face crops).
+    A long video's second half is tracked at the same time in a second thread (`lipdub.face.split`);
+    if the two tracks do not join, this thread tracks it again, as a single pass would.
     """
     from lipdub.face.detect import FaceDetector
+    from lipdub.face.split import OVERLAP, join_tracks, split_point, tracks_agree
     from lipdub.face.track import FaceTracker, SmoothingConfig
     from lipdub.media.decode import iter_frames
 
     faces: list = []
     if hasattr(engine, "expect_frames"):
         engine.expect_frames(expected_frames)
-    with FaceDetector(still_image=is_photo) as detector:
-        tracker = FaceTracker(detector, face_index=options.face_index, forced_box=options.box,
-                              smoothing=SmoothingConfig(fps=fps))
-        frames = clock.timed("decode", prefetched(iter_frames(face_path, photo_fps=options.photo_fps)))
-        for index, frame in enumerate(frames):
-            start = time.perf_counter()
-            face = tracker.update(frame.image)
-            clock.add("detect+track", start)
-            faces.append(face)
-            start = time.perf_counter()
-            engine.observe(index, frame.image, face)
-            clock.add("analyse", start)
-            if is_photo:
-                break
+    split = None if is_photo or options.box is not None else split_point(expected_frames)
+    second = _SecondHalf(face_path, split - OVERLAP, fps, options, engine) if split is not None else None
+    try:
+        with FaceDetector(still_image=is_photo) as detector:
+            tracker = FaceTracker(detector, face_index=options.face_index, forced_box=options.box,
+                                  smoothing=SmoothingConfig(fps=fps))
+            decoded = prefetched(iter_frames(face_path, photo_fps=options.photo_fps))
+            with contextlib.closing(decoded):  # stops the decoding thread when the loop ends early
+                for index, frame in enumerate(clock.timed("decode", decoded)):
+                    if second is not None and index == split:
+                        rest = second.result()
+                        if rest is not None and tracks_agree(faces[split - OVERLAP:], rest[:OVERLAP]):
+                            faces = join_tracks(faces, rest, split)
+                            break
+                        logger.info("the halves of the tracking pass did not join: tracking on from frame %d", split)
+                        second = None
+                    start = time.perf_counter()
+                    face = tracker.update(frame.image)
+                    clock.add("detect+track", start)
+                    faces.append(face)
+                    start = time.perf_counter()
+                    engine.observe(index, frame.image, face)
+                    clock.add("analyse", start)
+                    if is_photo:
+                        break
+    finally:
+        if second is not None:
+            second.stop()
     if not faces:
         raise LipdubError(f"{face_path} contains no video frames")
     if not any(face is not None for face in faces):
         what = "the photo" if is_photo else "any frame of"
         raise LipdubError(f"no face found in {what} {face_path}")
     return faces
+
+
+class _SecondHalf:
+    """Track frames ``start..`` of a video in a background thread with a tracker of its own.
+
+    Frames from ``start + OVERLAP`` on are shown to the engine (the shared ones are the main
+    tracker's); `result` waits for the track, None if it failed (the caller then tracks on).
+    """
+
+    def __init__(self, face_path: Path, start: int, fps: float, options: SyncOptions, engine):
+        from lipdub.face.split import OVERLAP
+
+        self._start, self._owned = start, start + OVERLAP
+        self._stopping = threading.Event()
+        self._faces: list | None = None
+        self._thread = threading.Thread(target=self._run, args=(face_path, fps, options, engine),
+                                        name="lipdub-track-2", daemon=True)
+        self._thread.start()
+
+    def _run(self, face_path: Path, fps: float, options: SyncOptions, engine) -> None:
+        from lipdub.face.detect import FaceDetector
+        from lipdub.face.track import FaceTracker, SmoothingConfig
+        from lipdub.media.decode import iter_frames
+
+        faces = []
+        try:
+            with FaceDetector() as detector:
+                tracker = FaceTracker(detector, face_index=options.face_index, smoothing=SmoothingConfig(fps=fps))
+                decoded = prefetched(iter_frames(face_path, photo_fps=options.photo_fps, start=self._start))
+                with contextlib.closing(decoded):
+                    for frame in decoded:
+                        if self._stopping.is_set():
+                            return
+                        face = tracker.update(frame.image)
+                        faces.append(face)
+                        if frame.index >= self._owned:
+                            engine.observe(frame.index, frame.image, face)
+        except Exception:  # the main thread tracks these frames itself and reports what is wrong
+            logger.debug("the second half of the tracking pass failed", exc_info=True)
+            return
+        self._faces = faces
+
+    def result(self) -> list | None:
+        self._thread.join()
+        return self._faces
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
 
 
 def sync(

@@ -88,7 +88,8 @@ def test_a_pause_shows_one_closed_mouth_of_the_input():
     assert (engine._hold_weight == 1.0).all()  # the pause is the whole clip: nothing to fade from
     frame = engine._bank_frames[held[0]]
     openings = aperture(engine._shapes[engine._bank_frames])
-    assert openings[held[0]] == np.nanmin(openings)  # the most closed mouth the bank has
+    # the most closed mouth the bank has, nearer frames winning near-ties (`choose_hold_frame`)
+    assert openings[held[0]] <= np.nanmin(openings) + 0.002
     outputs = engine.render(jobs[10:12])
     for out, job in zip(outputs, jobs[10:12]):
         assert out.shape == job.image.shape and engine.chosen_sources[job.index] == frame

@@ -6,8 +6,11 @@ swappable component chosen by name (`lipdub.engines.build_engine`), never a bran
 
 The protocol has three steps because the engines need different amounts of foresight:
 
-1. `observe` sees every *input* frame once, in order, during the tracking pass (the motion engine
-   keeps its mouth bank from it; the generator engine ignores it);
+1. `observe` sees every *input* frame during the tracking pass (the motion engine keeps its mouth
+   bank from it; the generator engine ignores it). A long video's two halves may be tracked at
+   once (`lipdub.face.split`), so calls come from two threads, out of order, and a frame may be
+   seen again (its half was tracked again): `observe` must be thread-safe, the last call for an
+   index wins, and indices at or past ``len(plan.faces)`` are to be ignored;
 2. `prepare` gets the whole plan at once (every frame's face, the output timeline, the speech), so
    an engine may look at the entire input before drawing anything (slow expression, retrieval);
 3. `render` turns a batch of output frames into pictures, in output order.

@@ -209,11 +209,16 @@ class MotionEngine:
         self._stride = max(1, -(-count // max(1, self.options.bank_capacity)))
 
     def observe(self, index: int, image: np.ndarray, face) -> None:
-        if face is None or index % self._stride:
+        """Keep frame ``index``'s lower face in the mouth bank. Thread-safe; the last call for an
+        index wins (see `lipdub.engines.base`)."""
+        if index % self._stride:
             return
-        points = np.asarray(face.landmarks if face.raw_landmarks is None else face.raw_landmarks, np.float64)
-        rect = bounding_rect(_lower_region(points), image.shape, BANK_MARGIN)
+        rect = None
+        if face is not None:
+            points = np.asarray(face.landmarks if face.raw_landmarks is None else face.raw_landmarks, np.float64)
+            rect = bounding_rect(_lower_region(points), image.shape, BANK_MARGIN)
         if rect is None:
+            self._bank.discard_input(index)
             return
         x1, y1, x2, y2 = rect
         self._bank.add_input(index, image[y1:y2, x1:x2], (x1, y1))

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -128,24 +129,45 @@ def _landmark_array(face_landmarks) -> np.ndarray:
     return np.array([(p.x, p.y) for p in face_landmarks.landmark], np.float64)
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Send file descriptor 2 to /dev/null for the duration (mediapipe's C++ start-up chatter).
+class _StderrSilencer:
+    """Descriptor 2 on /dev/null while any thread is inside (mediapipe's C++ start-up chatter).
 
     mediapipe's graphs print TFLite and absl log lines straight to the process's stderr when they
     start and on their first frame; a CLI whose errors must fit on one line cannot let them through.
     mediapipe reports real failures as Python exceptions, which this does not touch.
+
+    One per process, because descriptor 2 is: two trackers run in two threads (`lipdub.face.split`),
+    and two independent save/redirect/restore windows that interleave would leave descriptor 2 on
+    /dev/null for good. So the first thread in redirects and the last one out restores.
     """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._saved: int | None = None
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self._lock:
+            if self._inside == 0:
+                sys.stderr.flush()
+                self._saved = os.dup(2)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inside -= 1
+                if self._inside == 0:
+                    os.dup2(self._saved, 2)
+                    os.close(self._saved)
+                    self._saved = None
+
+
+_native_stderr_silenced = _StderrSilencer()
 
 
 def _run_graph(graph, image: np.ndarray):

@@ -276,22 +276,25 @@ def probe_video(path: Path | str, photo_fps: float = 25.0) -> VideoInfo:
 # Decoding
 
 
-def iter_frames(path: Path | str, photo_fps: float = 25.0) -> Iterator[Frame]:
+def iter_frames(path: Path | str, photo_fps: float = 25.0, start: int = 0) -> Iterator[Frame]:
     """Yield upright, constant-rate RGB frames of a video (or the single frame of a photo).
 
     A file that breaks part-way (a truncated download, a corrupt packet the decoder cannot skip)
     ends the sequence with a warning at the last good frame; one with no decodable frame at all
-    raises `LipdubError`.
+    raises `LipdubError`. ``start`` > 0 yields only the frames from that index on: the pictures
+    before it are still decoded (so every frame is exactly the one a full pass yields) but not
+    converted to RGB, which is most of the cost of a frame nobody looks at.
     """
     path = Path(path)
     _check_path(path)
     if _looks_like_photo(path):
-        yield Frame(0, 0.0, _read_photo(path))
+        if start <= 0:
+            yield Frame(0, 0.0, _read_photo(path))
         return
-    yield from _iter_video(path)
+    yield from _iter_video(path, start)
 
 
-def _iter_video(path: Path) -> Iterator[Frame]:
+def _iter_video(path: Path, start: int = 0) -> Iterator[Frame]:
     container = open_media(path)
     try:
         stream = _video_stream(container, path)
@@ -302,7 +305,7 @@ def _iter_video(path: Path) -> Iterator[Frame]:
         mapper = ConstantRateMapper()
         rotation: int | None = None
         emitted = 0
-        previous = None  # the array last yielded: a repeat is copied so callers may edit in place
+        previous = None  # (decoded picture, its array) last yielded: a repeat is copied so callers may edit in place
         pictures = container.decode(stream)
         while True:
             try:
@@ -320,14 +323,16 @@ def _iter_video(path: Path) -> Iterator[Frame]:
                 slot = mapper.last_slot + 1
             else:
                 slot = slot_index(frame.pts * frame.time_base - origin, fps)
-            image = rotate_image(frame.to_ndarray(format="rgb24"), rotation)
-            for index, picture in mapper.push(slot, image):
-                yield Frame(index, index / float(fps), picture.copy() if picture is previous else picture)
-                previous = picture
+            for index, picture in mapper.push(slot, frame):
                 emitted += 1
+                if index >= start:
+                    image, previous = _picture(picture, previous, rotation)
+                    yield Frame(index, index / float(fps), image)
         for index, picture in mapper.finish():
-            yield Frame(index, index / float(fps), picture.copy() if picture is previous else picture)
             emitted += 1
+            if index >= start:
+                image, previous = _picture(picture, previous, rotation)
+                yield Frame(index, index / float(fps), image)
         if emitted == 0:
             raise LipdubError(f"{path}: video has no frames")
         _, expected = _estimate_length(stream, container, fps)
@@ -335,6 +340,15 @@ def _iter_video(path: Path) -> Iterator[Frame]:
             logger.warning("%s: video ended after %d of about %d frames (truncated file?)", path, emitted, expected)
     finally:
         container.close()
+
+
+def _picture(frame, previous: tuple | None, rotation: int) -> tuple[np.ndarray, tuple]:
+    """The upright RGB array of decoded picture ``frame``, converted once: a picture the mapper
+    repeats (``previous`` holds the last one) comes back as a copy, so callers may edit in place."""
+    if previous is not None and previous[0] is frame:
+        return previous[1].copy(), previous
+    image = rotate_image(frame.to_ndarray(format="rgb24"), rotation)
+    return image, (frame, image)
 
 
 def _frame_rotation(frame, legacy_tag: str | None) -> int:

@@ -269,6 +269,8 @@ class MouthBank:
         self._frames: list[int] = []
         self._profile_ids: list[int] = []
         self._profile = profile
+        self._inputs: dict[int, int] = {}  # input frame -> its entry
+        self._adding = threading.Lock()
         self._points: list[np.ndarray] = []
         self.shapes = self.pose = self.openings = None
         if profile is not None:
@@ -281,10 +283,42 @@ class MouthBank:
         return len(self._patches)
 
     def add_input(self, frame: int, crop: np.ndarray, origin: tuple[int, int]) -> None:
-        """Keep the pixels of input frame ``frame`` (a crop whose top-left is frame pixel ``origin``)."""
-        self._patches.append(self._spool.add(crop, origin))
-        self._frames.append(int(frame))
-        self._profile_ids.append(-1)
+        """Keep the pixels of input frame ``frame`` (a crop whose top-left is frame pixel ``origin``).
+
+        Safe to call from two threads (the tracking pass may track a long video's halves at once),
+        in any order; a second call for the same frame replaces the first (an abandoned half is
+        tracked again), and `discard_input` forgets one.
+        """
+        with self._adding:
+            patch = self._spool.add(crop, origin)
+            if frame in self._inputs:
+                self._patches[self._inputs[frame]] = patch
+                return
+            self._inputs[int(frame)] = len(self._patches)
+            self._patches.append(patch)
+            self._frames.append(int(frame))
+            self._profile_ids.append(-1)
+
+    def discard_input(self, frame: int) -> None:
+        """Forget input frame ``frame`` if it was added (it turned out to have no face)."""
+        with self._adding:
+            position = self._inputs.pop(frame, None)
+            if position is None:
+                return
+            for name in ("_patches", "_frames", "_profile_ids"):
+                del getattr(self, name)[position]
+            self._inputs = {f: k - (k > position) for f, k in self._inputs.items()}
+
+    def _order_inputs(self, frame_count: int) -> None:
+        """Profile entries first, then the input's in frame order, those of frames the input
+        does not have dropped: the bank is the same however the tracking pass was split."""
+        keep = sorted((f, k) for f, k in self._inputs.items() if f < frame_count)
+        profile = [k for k, f in enumerate(self._frames) if f < 0]
+        order = profile + [k for _, k in keep]
+        self._patches = [self._patches[k] for k in order]
+        self._frames = [self._frames[k] for k in order]
+        self._profile_ids = [self._profile_ids[k] for k in order]
+        self._inputs = {f: len(profile) + j for j, (f, _) in enumerate(keep)}
 
     @property
     def frames(self) -> np.ndarray:
@@ -316,6 +350,7 @@ class MouthBank:
         rest of the same kind."""
         from lipdub.motion.shape import MOTION_POINTS, aperture
 
+        self._order_inputs(len(landmarks))
         frames = self.frames
         count = len(frames)
         motion = list(MOTION_POINTS)
