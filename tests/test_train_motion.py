@@ -64,3 +64,20 @@ def test_a_dataset_without_measured_points_is_a_clear_error(tiny_dataset, tmp_pa
     with pytest.raises(LipdubError, match="preprocess again"):
         load_motion_clips(old, MotionRecipe(kinds=("real",)))
     assert load_motion_clips(old, MotionRecipe(kinds=("real",), landmarks="smoothed"))
+
+
+def test_sequence_correlation_is_pearson_weighted_by_the_targets_spread():
+    import torch
+
+    from lipdub.train.motion import sequence_correlation
+
+    t = torch.tensor([[0.0, 1.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0]])
+    mask = torch.ones(2, 4)
+    # perfect on the moving sequence; the still one has no spread, so no weight
+    assert float(sequence_correlation(torch.tensor([[1.0, 3.0, 5.0, 7.0], [4.0, 1.0, 2.0, 0.0]]), t, mask)) == pytest.approx(1.0)
+    assert float(sequence_correlation(-t, t, mask)) == pytest.approx(-1.0)
+    # hand-computed: x = (0, 2, 1, 3) against (0, 1, 2, 3): cov 4, |x| = |t| = sqrt(5) -> r = 0.8
+    assert float(sequence_correlation(torch.tensor([[0.0, 2.0, 1.0, 3.0]]), t[:1], mask[:1])) == pytest.approx(0.8)
+    # masked frames do not count: the last frame is ignored, (0, 2, 1) vs (0, 1, 2) -> r = 0.5
+    masked = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    assert float(sequence_correlation(torch.tensor([[0.0, 2.0, 1.0, 99.0]]), t[:1], masked)) == pytest.approx(0.5)

@@ -132,6 +132,8 @@ def is_scene_cut(previous_small: np.ndarray, current_small: np.ndarray,
     h, w = b.shape[:2]
     s = min(shift, (min(h, w) - 1) // 2)
     core = b[s:h - s, s:w - s]
+    if float(np.abs(a[s:h - s, s:w - s] - core).mean()) <= threshold:
+        return False  # the unshifted difference is one of the candidates: the minimum is no larger
     best = min(
         float(np.abs(a[s + dy:h - s + dy, s + dx:w - s + dx] - core).mean())
         for dy in range(-s, s + 1) for dx in range(-s, s + 1)

@@ -68,6 +68,10 @@ class MotionRecipe:
     coefficients: int = 12
     width: int = 128
     aperture_weight: float = 1.0
+    #: Weight of 1 - r, the Pearson correlation of predicted and true mouth opening over each training
+    #: sequence (weighted by how much the true opening moves in it): what the held-out figure
+    #: measures, while the squared errors reward predicting the mean where the speech is ambiguous.
+    correlation_weight: float = 0.0
     normalise_mel: bool = True
     standardise_mel: bool = False
     gain_jitter: float = 0.8  # +- uniform global mel shift (about +-10 dB)
@@ -380,6 +384,22 @@ def summarise(rows: list[dict]) -> dict:
     return summary
 
 
+def sequence_correlation(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                         eps: float = 1e-8) -> torch.Tensor:
+    """Mean Pearson r of (B, T) ``predicted`` against ``target`` over the frames ``mask`` keeps,
+    each sequence weighted by its target's standard deviation (a still mouth says nothing about
+    timing, and its r is noise)."""
+    count = mask.sum(dim=1).clamp(min=1.0)
+    p = predicted - (predicted * mask).sum(dim=1, keepdim=True) / count[:, None]
+    t = target - (target * mask).sum(dim=1, keepdim=True) / count[:, None]
+    p, t = p * mask, t * mask
+    covariance = (p * t).sum(dim=1)
+    spread_p, spread_t = (p * p).sum(dim=1).sqrt(), (t * t).sum(dim=1).sqrt()
+    r = covariance / (spread_p * spread_t + eps)
+    weight = spread_t / count.sqrt()
+    return (weight * r).sum() / (weight.sum() + eps)
+
+
 def train_motion(dataset: Path, run_dir: Path, recipe: MotionRecipe,
                  progress: Callable[[int, int, dict], None] | None = None) -> dict:
     """Train, validate by speaker, and save checkpoint.pt + config.json + data.json + metrics.json."""
@@ -442,6 +462,8 @@ def train_motion(dataset: Path, run_dir: Path, recipe: MotionRecipe,
         coefficient_loss = ((out - y) ** 2 * m).sum() / (m.sum() * recipe.coefficients)
         aperture_loss = (((out - y) @ a_dir) ** 2 * m[..., 0]).sum() / m.sum() / (a_dir @ a_dir)
         loss = coefficient_loss + recipe.aperture_weight * aperture_loss
+        if recipe.correlation_weight:
+            loss = loss + recipe.correlation_weight * (1.0 - sequence_correlation(out @ a_dir, y @ a_dir, m[..., 0]))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
