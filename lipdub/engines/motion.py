@@ -400,7 +400,7 @@ class MotionEngine:
         if weight >= 1.0:
             return held
         own = self._draw(job, j, job.image, (0, 0))
-        return np.clip(own * (1.0 - weight) + held * weight + 0.5, 0, 255).astype(np.uint8)
+        return cv2.addWeighted(own, 1.0 - weight, held, weight, 0.0)  # uint8 in one pass: a whole frame
 
     def _draw(self, job: FrameJob, lips_frame: int, lips_image: np.ndarray, lips_origin: tuple[int, int]) -> np.ndarray:
         """Output frame ``job.index`` with its skin and lips taken from input frame ``lips_frame``
@@ -435,14 +435,16 @@ class MotionEngine:
         # The opening is small: warp only its own box, then place it in the patch.
         inner_rect = bounding_rect(target[list(S.LIP_INNER)], job.image.shape, 2)
         interior, inside = patch.copy(), np.zeros(patch.shape[:2], bool)
+        box = None  # where, in patch pixels, the borrowed opening was placed
         if inner_rect is not None:
             ix1, iy1, ix2, iy2 = inner_rect
             ix1, iy1, ix2, iy2 = max(ix1, x1), max(iy1, y1), min(ix2, x2), min(iy2, y2)
             if ix2 > ix1 and iy2 > iy1:
                 small, small_inside = warp_patch(crop, origin, warp_vertices(interior_source(source_points, source.inset), self._mesh),
                                                  target_vertices, self._mesh.interior, (ix1, iy1, ix2, iy2))
-                interior[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = small
-                inside[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = small_inside
+                box = (slice(iy1 - y1, iy2 - y1), slice(ix1 - x1, ix2 - x1))
+                interior[box] = small
+                inside[box] = small_inside
         inner = target[list(S.LIP_INNER)]
         lips = lip_colour(job.image, target[list(S.LIP_OUTER)], inner)
         if source.frame != lips_frame and self.options.color_match:
@@ -450,7 +452,8 @@ class MotionEngine:
             # borrowed cavity by the lips' colour ratio, within the range the entry allows.
             theirs = lip_colour(crop, source_points[list(S.LIP_OUTER)] - origin, source_points[list(S.LIP_INNER)] - origin)
             gain = np.clip(lips / np.maximum(theirs, 1.0), *source.gain_range)
-            interior = np.clip(interior * gain + 0.5, 0, 255).astype(np.uint8)
+            if box is not None:  # only the borrowed pixels: the rest of the patch is this frame's
+                interior[box] = np.clip(interior[box] * gain + 0.5, 0, 255).astype(np.uint8)
         painted_weight = interior_alpha(source.opening, opening_target)
         if painted_weight > 0:
             eye = float(self._eye[j])
@@ -462,8 +465,12 @@ class MotionEngine:
             else:
                 eyes = [frame_points[list(ring)] for ring in (RIGHT_EYE_RING, LEFT_EYE_RING)]
                 painted, alpha = paint_interior(interior, (x1, y1), inner, lips, eye, teeth_colour(job.image, eyes, lips))
-            a = (alpha * painted_weight)[..., None]
-            interior = np.clip(interior * (1.0 - a) + painted * a + 0.5, 0, 255).astype(np.uint8)
+            # Blend only where the paint reaches (a small box of the lower-face patch).
+            bx, by, bw, bh = cv2.boundingRect((alpha > 0).astype(np.uint8))
+            if bw and bh:
+                part = (slice(by, by + bh), slice(bx, bx + bw))
+                a = (alpha[part] * painted_weight)[..., None]
+                interior[part] = np.clip(interior[part] * (1.0 - a) + painted[part] * a + 0.5, 0, 255).astype(np.uint8)
         patch[inside] = interior[inside]
         covered = covered | inside
 
