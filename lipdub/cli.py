@@ -750,15 +750,15 @@ def app_command(
            announce=lambda url: stderr.print(f"lipdub app: open {url} in a browser (Ctrl+C stops it)", highlight=False))
 
 
+#: How the TFLite and absl lines begin. TFLite writes its "INFO: " prefix and the message in two
+#: calls; when the message half lands while `lipdub.face.detect` has descriptor 2 on /dev/null, the
+#: prefix is left alone in the pipe, unterminated, and reaches the terminal at exit as a bare "INFO:".
+NATIVE_PREFIXES = (b"INFO: Created TensorFlow Lite", b"WARNING: All log messages before absl")
+
 #: Lines mediapipe's native code (TFLite, absl) writes straight to file descriptor 2 from its own
 #: threads, whenever a graph starts or restarts. They are noise to a user and would break the
 #: promise that an error is one line, so the CLI drops them.
-NATIVE_CHATTER = re.compile(rb"^(?:[WI]0000 \d\d:\d\d:|INFO: Created TensorFlow Lite|WARNING: All log messages before absl)")
-
-#: How those lines begin. TFLite writes its "INFO: " prefix and the message in two calls; when the
-#: message half lands while `lipdub.face.detect` has descriptor 2 on /dev/null, the prefix is left
-#: alone in the pipe, unterminated, and reaches the terminal at exit as a bare "INFO:" line.
-NATIVE_PREFIXES = (b"INFO: Created TensorFlow Lite", b"WARNING: All log messages before absl")
+NATIVE_CHATTER = re.compile(rb"^(?:[WI]0000 \d\d:\d\d:|" + b"|".join(map(re.escape, NATIVE_PREFIXES)) + rb")")
 
 
 def is_native_chatter(line: bytes) -> bool:
