@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lipdub.motion.predictor import MotionPredictor, gaussian_smooth, load_motion_model
+from lipdub.motion.predictor import MotionPredictor, load_motion_model
+from lipdub.motion.shape import gaussian_smooth
 from lipdub.train.motion import MotionRecipe, aperture_figures, ensemble_motion, load_motion_clips, summarise
 
 

@@ -31,7 +31,7 @@ from lipdub.models.checkpoint import weights_file
 from lipdub.models.lip_motion import LipMotionNet
 from lipdub.motion.features import (FEATURES, SILENCE, WHISPER_COLUMNS_PER_SECOND, WHISPER_FILL, WHISPER_WINDOW_COLUMNS,
                                     WINDOW_COLUMNS, feature_channels, frame_windows, is_whisper, normalise_mel)
-from lipdub.motion.shape import MOTION_POINTS, MotionBasis
+from lipdub.motion.shape import MOTION_POINTS, MotionBasis, gaussian_smooth
 
 logger = logging.getLogger(__name__)
 
@@ -65,21 +65,6 @@ def speech_gate(loudness: np.ndarray, open_below_peak: float = GATE_OPEN, shut_b
         padded = np.pad(gate, widen, mode="edge")
         gate = np.max(np.stack([padded[i: i + len(gate)] for i in range(2 * widen + 1)]), axis=0)
     return gate
-
-
-def gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian low-pass along axis 0 (frames), edges padded with the edge value; sigma in frames."""
-    values = np.asarray(values, np.float64)
-    if sigma <= 0 or len(values) < 2:
-        return values.copy()
-    radius = max(1, int(round(3 * sigma)))
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(values, [(radius, radius)] + [(0, 0)] * (values.ndim - 1), mode="edge")
-    out = np.zeros_like(values)
-    for k, weight in enumerate(kernel):
-        out += weight * padded[k: k + len(values)]
-    return out
 
 
 class SpeechFeatures:

@@ -170,6 +170,21 @@ def moving_average(values: np.ndarray, span: int) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian low-pass along axis 0 (frames), edges padded with the edge value; sigma in frames."""
+    values = np.asarray(values, np.float64)
+    if sigma <= 0 or len(values) < 2:
+        return values.copy()
+    radius = max(1, int(round(3 * sigma)))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(values, [(radius, radius)] + [(0, 0)] * (values.ndim - 1), mode="edge")
+    out = np.zeros_like(values)
+    for k, weight in enumerate(kernel):
+        out += weight * padded[k: k + len(values)]
+    return out
+
+
 def rest_track(shapes: np.ndarray, fps: float, search_seconds: float = REST_SEARCH_SECONDS,
                smooth_seconds: float = REST_SMOOTH_SECONDS) -> np.ndarray:
     """(T, P, 2) closed-mouth shape of every moment (see the module docstring).

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from lipdub.motion.shape import MOTION_POINTS, moving_average
+from lipdub.motion.shape import MOTION_POINTS, gaussian_smooth, moving_average
 
 #: Mouth corners (outer 61/291, inner 78/308): their slow height is expression, not speech.
 CORNERS = tuple(MOTION_POINTS.index(p) for p in (61, 291, 78, 308))
 EXPRESSION_SECONDS = 1.0
+#: Sigma (seconds) of the Gaussian that smooths `keep_slow_expression`'s second pass.
+REFINE_SIGMA_SECONDS = 0.32
 
 #: A measured scale is trusted within this range of the model's default (a silent input reads low).
 SCALE_RANGE = (0.6, 1.6)
@@ -43,18 +45,39 @@ def target_shapes(rest: np.ndarray, motion: np.ndarray, scale: float) -> np.ndar
 
 
 def keep_slow_expression(targets: np.ndarray, own: np.ndarray, fps: float,
-                         seconds: float = EXPRESSION_SECONDS) -> np.ndarray:
+                         seconds: float = EXPRESSION_SECONDS, refine_sigma: float = REFINE_SIGMA_SECONDS) -> np.ndarray:
     """Targets whose slow x (all points) and corner y follow the input's own shapes ``own``.
 
     Both (T, P, 2) canonical. Each corrected coordinate gets the difference of the two centred
     moving averages over ``seconds`` added, so its fast (speech) part is the target's and its slow
     part the input's. Frames without an input shape (NaN) are left as they are.
+
+    One such pass leaves the corrected target's own moving average short of the input's: the
+    correction is itself averaged again (a second-long smile comes back at about 0.9 of its width
+    on real clips). A second pass adds the remaining difference, Gaussian-smoothed with sigma
+    ``refine_sigma`` seconds: a box average's residual has ripples at speech rates (its side
+    lobes), and passing those on would add width wobble the input never made. 0 skips the pass.
     """
     targets = np.asarray(targets, np.float64).copy()
     own = np.asarray(own, np.float64)
     span = max(1, int(round(seconds * fps)))
     if len(targets) < 2:
         return targets
+    own_slow = moving_average(own, span)
+    correction = np.nan_to_num(own_slow - moving_average(targets, span))
+    if refine_sigma > 0:
+        residual = np.nan_to_num(own_slow - moving_average(_corrected(targets, correction), span))
+        correction = correction + gaussian_smooth(residual, refine_sigma * fps)
+    return _corrected(targets, correction)
+
+
+def _corrected(targets: np.ndarray, correction: np.ndarray) -> np.ndarray:
+    """``targets`` with ``correction`` added to every x and to the corners' y (`keep_slow_expression`)."""
+    out = targets.copy()
+    out[..., 0] += correction[..., 0]
+    corners = list(CORNERS)
+    out[:, corners, 1] += correction[:, corners, 1]
+    return out
     correction = moving_average(own, span) - moving_average(targets, span)
     correction = np.nan_to_num(correction)
     targets[..., 0] += correction[..., 0]

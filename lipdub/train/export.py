@@ -80,8 +80,9 @@ def export_motion(run_dirs: Sequence[Path], name: str, description: str = "", sm
     """
     import numpy as np
 
-    from lipdub.motion.predictor import (WEIGHTS_DIR as MOTION_DIR, MotionPredictor, common_rest, gaussian_smooth,
-                                         member_from_state, save_motion_model)
+    from lipdub.motion.predictor import (WEIGHTS_DIR as MOTION_DIR, MotionPredictor, common_rest, member_from_state,
+                                         save_motion_model)
+    from lipdub.motion.shape import gaussian_smooth
     from lipdub.train.motion import (MotionRecipe, amplitude_gain, aperture_figures, ensemble_motion,
                                      load_motion_clips, summarise)
 
