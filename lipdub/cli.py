@@ -77,7 +77,7 @@ def sync(
         help="What draws the mouth: 'motion' (default: predicted lip motion moves the speaker's own pixels) or "
         "'generator' (a Wav2Lip-family network; implied by --model, --checkpoint or --profile).",
     ),
-    motion_model: Optional[str] = typer.Option(None, "--motion-model", help="Motion engine: the lip motion model (bundled name or .pt file; default: lipdub-motion-whisper where the whisper extra is installed, else lipdub-motion)."),
+    motion_model: Optional[str] = typer.Option(None, "--motion-model", help="Motion engine: the lip motion model (bundled name or .pt file; default: the best bundled one the installation runs: lipdub-motion-whisper-tiny-base with both Whisper extras, lipdub-motion-whisper with the whisper extra, else lipdub-motion)."),
     interior: str = typer.Option("painted", "--interior", help="Motion engine: what paints a mouth opening no input frame shows (a closed-mouth photo): 'painted' (default: procedural cavity and teeth) or 'learned' (the bundled interior network: truer colours, but smooth)."),
     model: Optional[str] = typer.Option(None, "--model", help="Generator engine: a bundled generator by name (see `lipdub models`)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator engine: your own generator checkpoint, e.g. Wav2Lip's wav2lip_gan.pth."),

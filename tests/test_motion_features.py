@@ -196,13 +196,20 @@ def test_an_anticipated_prediction_is_used_only_for_the_speech_it_was_made_for()
     assert len(predictor.calls) == 5
 
 
-def test_the_whisper_default_needs_every_variant_its_card_lists(monkeypatch):
+def test_the_default_is_the_best_bundled_model_whose_whisper_variants_are_installed(monkeypatch):
     from lipdub.motion import predictor as P
 
     assert P.bundled_model_features(P.DEFAULT_MOTION_MODEL) == {"mel"}
-    installed = {"whisper": True, "whisper-base": False}
+    assert P.MOTION_MODEL_PREFERENCE[-1] == P.DEFAULT_MOTION_MODEL
+    cards = {P.TINY_BASE_MOTION_MODEL: {"mel", "whisper", "whisper-base"}, P.WHISPER_MOTION_MODEL: {"mel", "whisper"}}
+    monkeypatch.setattr(P, "bundled_model_features", lambda name: cards[name])
+    installed = {"whisper": True, "whisper-base": True}
     monkeypatch.setattr(P, "whisper_extra_installed", lambda features="whisper": installed[features])
-    monkeypatch.setattr(P, "bundled_model_features", lambda name: {"mel", "whisper"})
+    assert P.default_motion_model_name() == P.TINY_BASE_MOTION_MODEL
+    installed["whisper-base"] = False
     assert P.default_motion_model_name() == P.WHISPER_MOTION_MODEL
-    monkeypatch.setattr(P, "bundled_model_features", lambda name: {"mel", "whisper", "whisper-base"})
+    installed["whisper"] = False
+    assert P.default_motion_model_name() == P.DEFAULT_MOTION_MODEL
+    cards[P.WHISPER_MOTION_MODEL] = {"mel", "whisper", "whisper-base"}  # a card that needs base too
+    installed.update(whisper=True)
     assert P.default_motion_model_name() == P.DEFAULT_MOTION_MODEL  # base is not installed

@@ -41,6 +41,10 @@ GATE_SHUT = 2.5
 DEFAULT_MOTION_MODEL = "lipdub-motion"
 #: The default where the ``lipdub[whisper]`` extra is installed (and this model is bundled).
 WHISPER_MOTION_MODEL = "lipdub-motion-whisper"
+#: The default where both Whisper extras are installed (``lipdub[whisper,whisper-base]``).
+TINY_BASE_MOTION_MODEL = "lipdub-motion-whisper-tiny-base"
+#: Bundled models, best first: the default is the first one this installation can run.
+MOTION_MODEL_PREFERENCE = (TINY_BASE_MOTION_MODEL, WHISPER_MOTION_MODEL, DEFAULT_MOTION_MODEL)
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "motion"
 
 
@@ -271,15 +275,20 @@ def bundled_model_features(name: str) -> set[str]:
 
 
 def default_motion_model_name() -> str:
-    """`WHISPER_MOTION_MODEL` where it ships and every Whisper variant it reads is installed, else
-    `DEFAULT_MOTION_MODEL` (mel only, no extra): the better model the installation can run."""
-    if (WEIGHTS_DIR / f"{WHISPER_MOTION_MODEL}.pt").is_file():
+    """The first of `MOTION_MODEL_PREFERENCE` that ships and whose Whisper variants are all
+    installed; `DEFAULT_MOTION_MODEL` (mel only, no extra) at the latest: the best model the
+    installation can run."""
+    for name in MOTION_MODEL_PREFERENCE:
+        if name == DEFAULT_MOTION_MODEL:
+            break
+        if not (WEIGHTS_DIR / f"{name}.pt").is_file():
+            continue
         try:
-            needed = {kind for kind in bundled_model_features(WHISPER_MOTION_MODEL) if is_whisper(kind)}
+            needed = {kind for kind in bundled_model_features(name) if is_whisper(kind)}
         except (OSError, ValueError):
-            needed = {"whisper"}
+            continue  # no readable card: do not guess what it needs
         if all(whisper_extra_installed(kind) for kind in needed):
-            return WHISPER_MOTION_MODEL
+            return name
     return DEFAULT_MOTION_MODEL
 
 
