@@ -53,8 +53,8 @@ def keep_slow_expression(targets: np.ndarray, own: np.ndarray, fps: float,
     part the input's. Frames without an input shape (NaN) are left as they are.
 
     One such pass leaves the corrected target's own moving average short of the input's: the
-    correction is itself averaged again (a second-long smile comes back at about 0.9 of its width
-    on real clips). A second pass adds the remaining difference, Gaussian-smoothed with sigma
+    correction is itself averaged again (a one-second smile comes back at about 0.87 of its slow
+    peak). A second pass adds the remaining difference, Gaussian-smoothed with sigma
     ``refine_sigma`` seconds: a box average's residual has ripples at speech rates (its side
     lobes), and passing those on would add width wobble the input never made. 0 skips the pass.
     """
@@ -78,9 +78,3 @@ def _corrected(targets: np.ndarray, correction: np.ndarray) -> np.ndarray:
     corners = list(CORNERS)
     out[:, corners, 1] += correction[:, corners, 1]
     return out
-    correction = moving_average(own, span) - moving_average(targets, span)
-    correction = np.nan_to_num(correction)
-    targets[..., 0] += correction[..., 0]
-    corners = list(CORNERS)
-    targets[:, corners, 1] += correction[:, corners, 1]
-    return targets
