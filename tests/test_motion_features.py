@@ -200,6 +200,8 @@ def test_the_default_is_the_best_bundled_model_whose_whisper_variants_are_instal
     from lipdub.motion import predictor as P
 
     assert P.bundled_model_features(P.DEFAULT_MOTION_MODEL) == {"mel"}
+    assert P.bundled_model_features(P.WHISPER_MOTION_MODEL) == {"mel", "whisper"}
+    assert P.bundled_model_features(P.TINY_BASE_MOTION_MODEL) == {"mel", "whisper", "whisper-base"}
     assert P.MOTION_MODEL_PREFERENCE[-1] == P.DEFAULT_MOTION_MODEL
     cards = {P.TINY_BASE_MOTION_MODEL: {"mel", "whisper", "whisper-base"}, P.WHISPER_MOTION_MODEL: {"mel", "whisper"}}
     monkeypatch.setattr(P, "bundled_model_features", lambda name: cards[name])
