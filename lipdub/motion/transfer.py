@@ -58,11 +58,11 @@ def keep_slow_expression(targets: np.ndarray, own: np.ndarray, fps: float,
     ``refine_sigma`` seconds: a box average's residual has ripples at speech rates (its side
     lobes), and passing those on would add width wobble the input never made. 0 skips the pass.
     """
-    targets = np.asarray(targets, np.float64).copy()
+    targets = np.asarray(targets, np.float64)
     own = np.asarray(own, np.float64)
     span = max(1, int(round(seconds * fps)))
     if len(targets) < 2:
-        return targets
+        return targets.copy()
     own_slow = moving_average(own, span)
     correction = np.nan_to_num(own_slow - moving_average(targets, span))
     if refine_sigma > 0:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from lipdub.render.warp import bounding_rect
+
 OWN_INTERIOR_RATIO = 0.7
 TEETH_WHITE = np.array([232.0, 226.0, 214.0])
 
@@ -61,7 +63,7 @@ def teeth_colour(image: np.ndarray, eye_rings: list[np.ndarray], lips_rgb: np.nd
     brightness inside the eye contours, slightly warmed, sets the colour. Falls back to a neutral
     white scaled by the lips' brightness when the eyes are too small to sample.
     """
-    pixels = _pixels_inside_any(image, [np.round(ring).astype(np.int32) for ring in eye_rings]).astype(np.float64)
+    pixels = _pixels_inside(image, [np.round(ring) for ring in eye_rings]).astype(np.float64)
     if len(pixels) < 12:
         return TEETH_WHITE * float(np.clip(lips_rgb.mean() / 140.0, 0.45, 1.0))
     brightness = pixels.mean(axis=1)
@@ -69,21 +71,18 @@ def teeth_colour(image: np.ndarray, eye_rings: list[np.ndarray], lips_rgb: np.nd
     return np.clip(bright * np.array([1.0, 0.97, 0.92]) * 1.05, 0, 255)
 
 
-def _pixels_inside_any(image: np.ndarray, rings: list[np.ndarray]) -> np.ndarray:
-    """(n, 3) pixels of ``image`` inside any of the integer polygons ``rings``, in row order, as a
-    full-frame mask would give them, but touching only the rings' bounding box (a full 720p mask
-    cost ~7 ms a frame)."""
-    h, w = image.shape[:2]
-    if not rings:
+def _pixels_inside(image: np.ndarray, rings: list[np.ndarray], holes: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+    """(n, 3) pixels of ``image`` inside any of the polygons ``rings`` (frame pixels, rounded to the
+    pixel grid) and outside every one of ``holes``, in row order, as a full-frame mask would give
+    them, but touching only the rings' bounding box (a full 720p mask cost ~7 ms a frame)."""
+    rect = bounding_rect(np.concatenate(rings), image.shape, 0) if len(rings) else None
+    if rect is None:
         return np.zeros((0, 3), image.dtype)
-    points = np.concatenate(rings)
-    x1, y1 = max(0, int(points[:, 0].min())), max(0, int(points[:, 1].min()))
-    x2, y2 = min(w, int(points[:, 0].max()) + 1), min(h, int(points[:, 1].max()) + 1)
-    if x2 <= x1 or y2 <= y1:
-        return np.zeros((0, 3), image.dtype)
+    x1, y1, x2, y2 = rect
     mask = np.zeros((y2 - y1, x2 - x1), np.uint8)
-    for ring in rings:
-        cv2.fillPoly(mask, [ring - np.array([x1, y1], np.int32)], 1)
+    for polygons, value in ((rings, 1), (holes, 0)):
+        for ring in polygons:
+            cv2.fillPoly(mask, [np.round(np.asarray(ring, np.float64) - (x1, y1)).astype(np.int32)], value)
     return image[y1:y2, x1:x2][mask.astype(bool)].reshape(-1, 3)
 
 
@@ -92,18 +91,10 @@ def lip_colour(image: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> np.nd
 
     Only the lips' bounding box is touched, so the cost does not grow with the frame size.
     """
-    outer = np.asarray(outer, np.float64)
-    h, w = image.shape[:2]
-    x1, y1 = (max(0, int(np.floor(v))) for v in outer.min(axis=0))
-    x2, y2 = int(min(w, np.ceil(outer[:, 0].max()) + 1)), int(min(h, np.ceil(outer[:, 1].max()) + 1))
-    if x2 <= x1 or y2 <= y1:
+    pixels = _pixels_inside(image, [np.asarray(outer, np.float64)], holes=(inner,))
+    if len(pixels) < 4:
         return np.array([150.0, 80.0, 80.0])
-    mask = np.zeros((y2 - y1, x2 - x1), np.uint8)
-    cv2.fillPoly(mask, [np.round(outer - (x1, y1)).astype(np.int32)], 1)
-    cv2.fillPoly(mask, [np.round(np.asarray(inner, np.float64) - (x1, y1)).astype(np.int32)], 0)
-    if mask.sum() < 4:
-        return np.array([150.0, 80.0, 80.0])
-    return image[y1:y2, x1:x2][mask.astype(bool)].reshape(-1, 3).astype(np.float64).mean(axis=0)
+    return pixels.astype(np.float64).mean(axis=0)
 
 
 def paint_interior(patch: np.ndarray, origin: tuple[int, int], inner: np.ndarray, lips_rgb: np.ndarray,
@@ -119,14 +110,11 @@ def paint_interior(patch: np.ndarray, origin: tuple[int, int], inner: np.ndarray
     # Work on the ring's box, grown by the blur's reach (OpenCV's float kernel ends at 4 sigma)
     # plus the anti-aliased edge: outside it the alpha is exactly 0, so nothing else is painted.
     # A lower-face patch is several times the opening's size: this is what keeps the cost small.
-    pad = int(np.ceil(4.0 * sigma)) + 3
-    bx1 = int(np.clip(np.floor(ring[:, 0].min()) - pad, 0, w))
-    by1 = int(np.clip(np.floor(ring[:, 1].min()) - pad, 0, h))
-    bx2 = int(np.clip(np.ceil(ring[:, 0].max()) + pad + 1, 0, w))
-    by2 = int(np.clip(np.ceil(ring[:, 1].max()) + pad + 1, 0, h))
+    box = bounding_rect(ring, (h, w), int(np.ceil(4.0 * sigma)) + 3)
     alpha_full = np.zeros((h, w), np.float32)
-    if bx2 <= bx1 or by2 <= by1:
+    if box is None:
         return patch, alpha_full
+    bx1, by1, bx2, by2 = box
     mask = np.zeros((by2 - by1, bx2 - bx1), np.uint8)
     cv2.fillPoly(mask, [np.round((ring - (bx1, by1)) * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
     if not mask.any():
