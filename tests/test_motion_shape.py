@@ -237,3 +237,28 @@ def test_video_rest_closes_an_envelope_that_talk_without_pause_holds_open():
     np.testing.assert_allclose(motion[:, S.LOWER_INNER, 1] - motion[:, S.UPPER_INNER, 1], openings, atol=1e-12)
     with pytest.raises(ValueError, match="rest must be"):
         S.video_rest(shapes, 25.0, "open")
+
+
+def test_follow_fast_pose_adds_the_nose_fast_movement_and_leaves_slow_drift():
+    from lipdub.motion.transfer import follow_fast_pose
+
+    t = np.arange(200)
+    targets = np.zeros((200, len(S.MOTION_POINTS), 2))
+    anchor = np.zeros((200, 2))
+    anchor[:, 0] = 0.001 * t  # a slow drift: the one-second average already follows it
+    anchor[:, 0] += 0.05 * np.sin(2 * np.pi * t / 10)  # a quick head shake, 2.5 Hz at 25 fps
+    anchor[:, 1] = 0.02 * np.sin(2 * np.pi * t / 10)
+    moved = follow_fast_pose(targets, anchor, fps=25.0, gain=(1.0, 0.5))
+    inside = slice(20, 180)  # away from the ends, where the average is one-sided
+    # Every point moves alike (a translation) ...
+    np.testing.assert_allclose(moved[:, 0], moved[:, -1])
+    # ... by the shake less its own one-second average (25 frames hold 2.5 periods, so a little
+    # remains), not by the drift, and in y by the gain.
+    shake = 0.05 * np.sin(2 * np.pi * t / 10)
+    remainder = S.moving_average(shake, 25)
+    np.testing.assert_allclose(moved[inside, 0, 0], (shake - remainder)[inside], atol=1e-12)
+    np.testing.assert_allclose(moved[inside, 0, 1], 0.5 * 0.4 * (shake - remainder)[inside], atol=1e-12)
+    # A head that holds still, or a single frame, moves nothing.
+    still = follow_fast_pose(targets, np.ones((200, 2)), fps=25.0)
+    np.testing.assert_allclose(still, targets)
+    np.testing.assert_allclose(follow_fast_pose(targets[:1], anchor[:1], 25.0), targets[:1])

@@ -140,3 +140,61 @@ def test_patch_spool_round_trip():
     np.testing.assert_array_equal(spool.read(pa), a)
     assert pa.origin == (1, 2)
     spool.close()
+
+
+def test_surface_distances_walk_round_a_hole():
+    from lipdub.render.mesh import surface_distances
+
+    # A unit square ring with no edge across it: 0-1-2-3-0, and a far vertex 4 with no edge.
+    layout = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [9.0, 9.0]])
+    edges = np.array([[0, 1], [1, 2], [2, 3], [0, 3]])
+    d = surface_distances(layout, (0, 2), edges)
+    np.testing.assert_allclose(d[0, :4], [0.0, 1.0, 2.0, 1.0])
+    np.testing.assert_allclose(d[1, :4], [2.0, 1.0, 0.0, 1.0])  # not sqrt(2): no edge crosses the middle
+    assert np.isinf(d[:, 4]).all()
+
+
+@pytest.fixture(scope="module")
+def sample_layout():
+    """The bundled sample photo's 478 Face Mesh points, eye-normalised (a real face's layout)."""
+    import cv2
+
+    from lipdub.face.detect import FaceDetector
+    from lipdub.motion.shape import eye_normalised
+
+    path = __import__("pathlib").Path(__file__).resolve().parents[1] / "lipdub" / "assets" / "sample_face.jpg"
+    image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    with FaceDetector(max_faces=1, still_image=True) as detector:
+        faces = detector.detect(image)
+    assert faces and faces[0].landmarks is not None
+    return eye_normalised(np.asarray(faces[0].landmarks, np.float64))
+
+
+def _signed_areas(points, triangles):
+    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+
+
+def test_opening_the_mouth_turns_no_lip_triangle_inside_out(sample_layout):
+    """The lips' middle points follow their own lip, not the one across the opening."""
+    from lipdub.engines.motion import displacement_weights
+    from lipdub.motion import shape as S
+
+    base = sample_layout[:468]
+    mesh = build_mesh(base)
+    followers, weights = displacement_weights(base, mesh.lower, S.MOTION_POINTS)
+    shape = base[list(S.MOTION_POINTS)]
+    opened = shape.copy()
+    n = len(S.LIP_OUTER)
+    for i in range(1, 10):  # lower lip (both contours) down 0.12, upper lip up 0.03 eye units mid-mouth
+        taper = np.sin(np.pi * i / 10)  # ... and nothing at the corners
+        opened[[i, n + i], 1] += 0.12 * taper
+        opened[[20 - i, n + 20 - i], 1] -= 0.03 * taper
+    opened[2 * n:, 1] += 0.08  # the jaw follows
+    target = base.copy()
+    target[list(S.MOTION_POINTS)] = opened
+    target[followers] += weights @ (opened - shape)
+    lips = np.array([t for t in mesh.surface if t.max() < 468 and set(t) & set(S.LIP_OUTER + S.LIP_INNER)])
+    before, after = _signed_areas(base, lips), _signed_areas(target, lips)
+    solid = np.abs(before) > 1e-4  # slivers thinner than that are not drawn as pixels anyway
+    assert (np.sign(before) != np.sign(after))[solid].sum() == 0

@@ -35,12 +35,12 @@ from lipdub.errors import LipdubError
 from lipdub.eval.mouth import mouth_aperture
 from lipdub.face.blend import LOWER_FACE_OUTLINE, feathered_polygons, inner_feather
 from lipdub.motion import shape as S
-from lipdub.motion.transfer import keep_slow_expression, speaker_scale, target_shapes
+from lipdub.motion.transfer import POSE_POINTS, follow_fast_pose, keep_slow_expression, speaker_scale, target_shapes
 from lipdub.render import bank as B
 from lipdub.render.hold import (FADE_SECONDS, NEARLY_SHUT, SEARCH_SECONDS, choose_hold_frame, closing_runs, hold_weights,
                                 pause_runs, runs_of)
 from lipdub.render.interior import FIT_SLACK, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
-from lipdub.render.mesh import MESH_POINTS, build_mesh, warp_vertices
+from lipdub.render.mesh import MESH_POINTS, build_mesh, surface_distances, warp_vertices
 from lipdub.render.warp import bounding_rect, warp_patch
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ LEFT_EYE_RING = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386
 #: Width of the soft mask edge and of the displacement falloff, in eye units.
 FEATHER_EYE_UNITS = 0.18
 FALLOFF_EYE_UNITS = 0.12
+#: Near the motion points the falloff narrows to this many times the distance to the nearest one,
+#: down to `MIN_FALLOFF_EYE_UNITS` (`displacement_weights`).
+NEAREST_WIDTH = 3.0
+MIN_FALLOFF_EYE_UNITS = 0.03
 
 
 @dataclass(frozen=True)
@@ -153,17 +157,30 @@ def displacement_weights(layout: np.ndarray, lower: np.ndarray, motion_points: t
                          falloff: float = FALLOFF_EYE_UNITS) -> tuple[np.ndarray, np.ndarray]:
     """(followers, W): lower-face mesh points that are not motion points follow the motion points.
 
-    W[f, m] = normalised Gaussian weight of motion point m for follower f (canonical distance,
-    width ``falloff``), times a fade from 0 at the nose base to 1 one falloff below it, so points
-    near the nose barely move and the warp meets the still upper face without a crease.
+    W[f, m] = normalised Gaussian weight of motion point m for follower f (distance along the
+    mesh surface in the canonical layout, `lipdub.render.mesh.surface_distances`), times a fade
+    from 0 at the nose base to 1 one ``falloff`` below it, so points near the nose barely move and
+    the warp meets the still upper face without a crease. The Gaussian's width is ``falloff`` far
+    from the motion points and narrows near them (`NEAREST_WIDTH` times the distance to the nearest
+    one, at least `MIN_FALLOFF_EYE_UNITS`): a point a hair from the lip contour moves with that
+    stretch of contour, not with the average of the lip.
+
+    Why along the surface: the lips' middle points (between the inner and outer contours) are
+    followers. Measured straight, the upper lip's lies 0.08 eye units from the *lower* inner lip, and
+    opening the mouth pulled it down while its own inner edge went up: thin lip triangles turned
+    inside out (25-45 of the lower face's ~350 on a real clip), and a folded warp draws a seam.
+    Along the surface the lower lip is a mouth corner away, so each lip follows itself; with the
+    narrowing width, a synthetic opening of the sample photo's mouth (0.12 eye units, tapered to the
+    corners) turns none of its lip triangles over (straight distances: 34, surface alone: 14).
     """
     layout = np.asarray(layout, np.float64)
     motion = np.asarray(motion_points)
     followers = np.array([v for v in np.flatnonzero(lower) if v not in set(motion_points)], np.int64)
     if len(followers) == 0:
         return followers, np.zeros((0, len(motion)))
-    d = np.linalg.norm(layout[followers][:, None, :] - layout[motion][None, :, :], axis=-1)
-    w = np.exp(-0.5 * (d / falloff) ** 2)
+    d = surface_distances(layout[:MESH_POINTS], motion)[:, followers].T
+    width = np.clip(NEAREST_WIDTH * d.min(axis=1, keepdims=True), MIN_FALLOFF_EYE_UNITS, falloff)
+    w = np.exp(-0.5 * (d / width) ** 2)
     w /= np.maximum(w.sum(axis=1, keepdims=True), 1e-9)
     nose_y = layout[2, 1]
     fade = np.clip((layout[followers, 1] - nose_y) / falloff, 0.0, 1.0)
@@ -269,6 +286,8 @@ class MotionEngine:
         targets = target_shapes(rest[self._sources], motion, self.scale)
         if not plan.is_photo:
             targets = keep_slow_expression(targets, smoothed_shapes[self._sources], plan.fps)
+            nose_base = self._canonical[self._sources][:, list(POSE_POINTS)].mean(axis=1)
+            targets = follow_fast_pose(targets, nose_base, plan.fps)
         self.use_targets(targets)
         if not plan.is_photo:
             self.hold_pauses(gate)

@@ -32,11 +32,38 @@ MESH_POINTS = 468
 
 
 @lru_cache(maxsize=1)
-def mesh_triangles() -> np.ndarray:
-    """(F, 3) int32 triangles of the 468-point Face Mesh (3-cliques of its tessellation edges)."""
+def mesh_edges() -> np.ndarray:
+    """(E, 2) int32 edges of the 468-point Face Mesh tessellation, each once, smaller id first."""
     from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
 
-    edges = {tuple(sorted(edge)) for edge in FACEMESH_TESSELATION}
+    return np.array(sorted({tuple(sorted(edge)) for edge in FACEMESH_TESSELATION}), np.int32)
+
+
+def surface_distances(layout: np.ndarray, sources: tuple[int, ...] | np.ndarray,
+                      edges: np.ndarray | None = None) -> np.ndarray:
+    """(len(sources), n) shortest-path distances over the mesh's edges, edge lengths from ``layout``.
+
+    Why along the surface and not straight: the tessellation leaves the mouth opening as a hole,
+    so from a point on the upper lip the lower lip is a walk round a mouth corner away (canonical
+    upper-to-lower inner lip: 0.36 eye units along the mesh, 0.06 straight across). Anything that
+    spreads a lip's motion to its neighbours by distance must not leak it across the opening.
+    ``edges`` default to `mesh_edges`; vertices no edge reaches are at infinity.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    layout = np.asarray(layout, np.float64)
+    edges = mesh_edges() if edges is None else np.asarray(edges, np.int64)
+    n = len(layout)
+    lengths = np.linalg.norm(layout[edges[:, 0]] - layout[edges[:, 1]], axis=1)
+    graph = coo_matrix((np.maximum(lengths, 1e-12), (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
+    return dijkstra(graph, directed=False, indices=np.asarray(sources, np.int64))
+
+
+@lru_cache(maxsize=1)
+def mesh_triangles() -> np.ndarray:
+    """(F, 3) int32 triangles of the 468-point Face Mesh (3-cliques of its tessellation edges)."""
+    edges = [tuple(edge) for edge in mesh_edges().tolist()]
     neighbours: dict[int, set[int]] = {}
     for a, b in edges:
         neighbours.setdefault(a, set()).add(b)
