@@ -262,3 +262,28 @@ def test_follow_fast_pose_adds_the_nose_fast_movement_and_leaves_slow_drift():
     still = follow_fast_pose(targets, np.ones((200, 2)), fps=25.0)
     np.testing.assert_allclose(still, targets)
     np.testing.assert_allclose(follow_fast_pose(targets[:1], anchor[:1], 25.0), targets[:1])
+
+
+def test_a_raised_corner_takes_its_lip_ring_along():
+    from lipdub.motion.transfer import CORNERS, corner_spread, keep_slow_expression
+
+    weights = corner_spread()
+    n = len(S.LIP_OUTER)
+    left_outer = CORNERS.index(S.LEFT_CORNER)
+    np.testing.assert_allclose(weights[list(CORNERS), range(4)], 1.0)  # each corner takes all of its own
+    assert weights[2 * n:].sum() == 0.0  # jaw and chin: none
+    # Round the ring from corner 291 (step 10): 1 step away exp(-1/8), 3 steps exp(-9/8).
+    np.testing.assert_allclose(weights[[9, 11], left_outer], np.exp(-0.125))
+    np.testing.assert_allclose(weights[[7, 13], left_outer], np.exp(-1.125))
+    for i in range(1, 10):  # facing upper and lower points rise alike: no opening changes
+        np.testing.assert_allclose(weights[i], weights[20 - i])
+        np.testing.assert_allclose(weights[n + i], weights[n + 20 - i])
+
+    # A grimace lifts one corner by 0.08 eye units for two seconds: the lip around it rises with it.
+    own = np.zeros((100, len(S.MOTION_POINTS), 2))
+    own[:, S.LEFT_CORNER, 1] = -0.08
+    kept = keep_slow_expression(np.zeros_like(own), own, fps=25.0)
+    corner = kept[50, S.LEFT_CORNER, 1]
+    neighbours = kept[50, [9, 11], 1]
+    assert corner == pytest.approx(-0.08, abs=0.005)
+    assert np.abs(corner - neighbours).max() < 0.15 * abs(corner)  # no spike at the corner

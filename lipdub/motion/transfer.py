@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from lipdub.motion.shape import MOTION_POINTS, gaussian_smooth, moving_average
+from lipdub.motion.shape import LIP_INNER, LIP_OUTER, MOTION_POINTS, gaussian_smooth, moving_average
 
 #: Mouth corners (outer 61/291, inner 78/308): their slow height is expression, not speech.
 CORNERS = tuple(MOTION_POINTS.index(p) for p in (61, 291, 78, 308))
+#: A corner's slow height spreads along its lip ring with a Gaussian of this many ring steps.
+CORNER_SPREAD = 2.0
 EXPRESSION_SECONDS = 1.0
 #: Sigma (seconds) of the Gaussian that smooths `keep_slow_expression`'s second pass.
 REFINE_SIGMA_SECONDS = 0.32
@@ -107,10 +109,34 @@ def keep_slow_expression(targets: np.ndarray, own: np.ndarray, fps: float,
     return _corrected(targets, correction)
 
 
+def corner_spread(spread: float = CORNER_SPREAD) -> np.ndarray:
+    """(P, 4) how much of each corner's (`CORNERS`) height correction every motion point takes.
+
+    Each lip ring (`LIP_OUTER`, `LIP_INNER`: 20 points, corners at steps 0 and 10) takes its own two
+    corners' with weight exp(-d^2 / 2 spread^2), d the steps round the ring (1 at the corner);
+    every other point none. Why: raised alone, a corner of a grimace (0.08 eye units on
+    expressive/d3.mp4) left its neighbours behind, and the inner corner stood above the upper lip:
+    a spike at the corner and lips torn shut around it. Facing upper and lower points are as far from
+    a corner, so they rise alike and no opening changes.
+    """
+    weights = np.zeros((len(MOTION_POINTS), len(CORNERS)))
+    for ring in (LIP_OUTER, LIP_INNER):
+        size = len(ring)
+        for column, corner in enumerate(CORNERS):
+            point = MOTION_POINTS[corner]
+            if point not in ring:
+                continue
+            at = ring.index(point)
+            for step, vertex in enumerate(ring):
+                d = min(abs(step - at), size - abs(step - at))
+                weights[MOTION_POINTS.index(vertex), column] = np.exp(-0.5 * (d / spread) ** 2) if spread > 0 else float(d == 0)
+    return weights
+
+
 def _corrected(targets: np.ndarray, correction: np.ndarray) -> np.ndarray:
-    """``targets`` with ``correction`` added to every x and to the corners' y (`keep_slow_expression`)."""
+    """``targets`` with ``correction`` added to every x, and the corners' y correction added to
+    them and, tapering, to their lip rings (`corner_spread`; `keep_slow_expression`)."""
     out = targets.copy()
     out[..., 0] += correction[..., 0]
-    corners = list(CORNERS)
-    out[:, corners, 1] += correction[:, corners, 1]
+    out[..., 1] += correction[:, list(CORNERS), 1] @ corner_spread().T
     return out
