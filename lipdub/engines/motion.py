@@ -286,7 +286,7 @@ class MotionEngine:
         targets = target_shapes(rest[self._sources], motion, self.scale)
         if not plan.is_photo:
             targets = keep_slow_expression(targets, smoothed_shapes[self._sources], plan.fps)
-            nose_base = self._canonical[self._sources][:, list(POSE_POINTS)].mean(axis=1)
+            nose_base = self._canonical[:, list(POSE_POINTS)].mean(axis=1)[self._sources]  # per input frame, then shown
             targets = follow_fast_pose(targets, nose_base, plan.fps)
         self.use_targets(targets)
         if not plan.is_photo:

@@ -21,6 +21,8 @@ slides sideways with the nose. `follow_fast_pose` adds the nose base's own fast 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from lipdub.motion.shape import LIP_INNER, LIP_OUTER, MOTION_POINTS, gaussian_smooth, moving_average
@@ -109,8 +111,10 @@ def keep_slow_expression(targets: np.ndarray, own: np.ndarray, fps: float,
     return _corrected(targets, correction)
 
 
+@lru_cache(maxsize=4)
 def corner_spread(spread: float = CORNER_SPREAD) -> np.ndarray:
-    """(P, 4) how much of each corner's (`CORNERS`) height correction every motion point takes.
+    """(P, 4) how much of each corner's (`CORNERS`) height correction every motion point takes
+    (a constant table, built once and read-only).
 
     Each lip ring (`LIP_OUTER`, `LIP_INNER`: 20 points, corners at steps 0 and 10) takes its own two
     corners' with weight exp(-d^2 / 2 spread^2), d the steps round the ring (1 at the corner);
@@ -130,6 +134,7 @@ def corner_spread(spread: float = CORNER_SPREAD) -> np.ndarray:
             for step, vertex in enumerate(ring):
                 d = min(abs(step - at), size - abs(step - at))
                 weights[MOTION_POINTS.index(vertex), column] = np.exp(-0.5 * (d / spread) ** 2) if spread > 0 else float(d == 0)
+    weights.setflags(write=False)
     return weights
 
 
