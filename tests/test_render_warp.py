@@ -198,3 +198,78 @@ def test_opening_the_mouth_turns_no_lip_triangle_inside_out(sample_layout):
     before, after = _signed_areas(base, lips), _signed_areas(target, lips)
     solid = np.abs(before) > 1e-4  # slivers thinner than that are not drawn as pixels anyway
     assert (np.sign(before) != np.sign(after))[solid].sum() == 0
+
+
+def _grid():
+    """A 3 x 3 grid of unit squares' corners (vertex 4 in the middle), two triangles a square."""
+    xs, ys = np.meshgrid([0.0, 1.0, 2.0], [0.0, 1.0, 2.0])
+    points = np.c_[xs.ravel(), ys.ravel()]
+    triangles = []
+    for r in range(2):
+        for c in range(2):
+            a = 3 * r + c
+            triangles += [(a, a + 1, a + 4), (a, a + 4, a + 3)]
+    return points, np.array(triangles)
+
+
+def test_unfold_puts_a_dragged_vertex_back_inside_its_neighbours():
+    from lipdub.render.mesh import turned_over, unfold
+
+    source, triangles = _grid()
+    target = source.copy()
+    target[4] = [2.5, 1.2]  # dragged past its right-hand neighbours: two triangles turn over
+    assert turned_over(source, target, triangles).sum() == 2
+    fixed = unfold(source, target, triangles, np.arange(9) == 4)
+    np.testing.assert_allclose(fixed[4], [1.0, 1.0])  # every neighbour still: its source place
+    assert not turned_over(source, fixed, triangles).any()
+    np.testing.assert_array_equal(np.delete(fixed, 4, axis=0), np.delete(target, 4, axis=0))
+
+
+def test_unfold_leaves_fold_free_targets_and_fixed_folds_alone():
+    from lipdub.render.mesh import turned_over, unfold
+
+    source, triangles = _grid()
+    moved = source + np.array([[0.1, -0.05]]) * (source[:, :1] > 0.5)  # a shear: nothing turns over
+    assert unfold(source, moved, triangles, np.ones(9, bool)) is not moved
+    np.testing.assert_array_equal(unfold(source, moved, triangles, np.ones(9, bool)), moved)
+    folded = source.copy()
+    folded[4] = [2.5, 1.2]
+    still = unfold(source, folded, triangles, np.zeros(9, bool))  # nothing may move
+    np.testing.assert_array_equal(still, folded)
+    assert turned_over(source, still, triangles).sum() == 2
+
+
+def test_band_vertices_lie_just_above_the_nose_base(sample_layout):
+    from lipdub.render.mesh import SUBNASALE, band_vertices, lower_vertices
+
+    layout = sample_layout[:468]
+    band, lower = band_vertices(layout), lower_vertices(layout)
+    assert not (band & lower).any() and band.sum() > 10
+    height = layout[152, 1] - layout[SUBNASALE, 1]
+    assert (layout[band, 1] < layout[SUBNASALE, 1]).all()
+    assert (layout[band, 1] >= layout[SUBNASALE, 1] - 0.3 * height).all()
+    assert band[[98, 327]].all() or lower[[98, 327]].all()  # the alar base is covered either way
+    assert not band[[6, 168, 33, 263, 133, 362]].any()  # the bridge and the eyes are not
+    mesh = build_mesh(layout)
+    face = mesh.surface[(mesh.surface < 468).all(axis=1)]  # not the ring strip
+    assert (mesh.lower | mesh.band)[face].all()
+
+
+def test_the_lifted_mask_is_full_at_the_nose_base(sample_layout):
+    """Centred on the nose base, the mask's soft edge left half the frame's own pixels there
+    (0.5); lifted by half its width it is full strength from the nose base down."""
+    from lipdub.engines.motion import UNDER_NOSE, raised_outline
+    from lipdub.face.blend import LOWER_FACE_OUTLINE, feathered_polygons
+
+    points = sample_layout[:468] * 200.0 + 300.0  # pixels
+    width = 0.18 * 200.0
+    plain = feathered_polygons([points[list(LOWER_FACE_OUTLINE)]], (800, 800), width)
+    lifted_outline = raised_outline(points, width / 2)
+    lifted = feathered_polygons([lifted_outline], (800, 800), width)
+    x, y = np.round(points[2]).astype(int)
+    assert 0.3 < plain[y, x] < 0.7
+    assert lifted[y, x] > 0.99
+    np.testing.assert_array_equal(lifted_outline[:-UNDER_NOSE], points[list(LOWER_FACE_OUTLINE)][:-UNDER_NOSE])
+    shift = lifted_outline[-UNDER_NOSE:] - points[list(LOWER_FACE_OUTLINE)][-UNDER_NOSE:]
+    np.testing.assert_allclose(np.linalg.norm(shift, axis=1), width / 2)
+    assert (shift[:, 1] < 0).all()  # up the image

@@ -40,7 +40,7 @@ from lipdub.render import bank as B
 from lipdub.render.hold import (FADE_SECONDS, NEARLY_SHUT, SEARCH_SECONDS, choose_hold_frame, closing_runs, hold_weights,
                                 pause_runs, runs_of)
 from lipdub.render.interior import FIT_SLACK, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
-from lipdub.render.mesh import MESH_POINTS, build_mesh, surface_distances, warp_vertices
+from lipdub.render.mesh import MESH_POINTS, build_mesh, surface_distances, unfold, warp_vertices
 from lipdub.render.warp import bounding_rect, warp_patch
 
 logger = logging.getLogger(__name__)
@@ -273,6 +273,8 @@ class MotionEngine:
         layout = np.nanmedian(self._canonical, axis=0)
         self._mesh = build_mesh(layout)
         self._followers, self._follow_weights = displacement_weights(layout, self._mesh.lower, S.MOTION_POINTS)
+        self._movable = np.zeros(self._mesh.vertex_count, bool)  # what `unfold` may move: the followers
+        self._movable[self._followers] = True
         self._pose = B.pose_features(self._canonical)
         faced = np.isfinite(self._pose).all(axis=1) & np.isfinite(rest).all(axis=(1, 2))
         self._bank.place(raw, self._canonical, np.median(rest[faced], axis=0) if faced.any() else rest[0],
@@ -429,17 +431,22 @@ class MotionEngine:
         frame_points = np.asarray(self._landmarks[j], np.float64)
         lips_points = np.asarray(self._landmarks[lips_frame], np.float64)
         target = self.target_frame_points(i, None if lips_frame == j else lips_frame)
+        band = np.flatnonzero(self._mesh.band)
+        target[band] = frame_points[band]  # still: a hold frame's nose lands on this one's
         self.target_aperture[i] = float(mouth_aperture(target[None])[0])
-        target_vertices = warp_vertices(target, self._mesh, ring_from=frame_points)
+        opening_target = float(S.aperture(self._targets[i][None])[0])
+        opening_own = float(S.aperture(self._shapes[lips_frame][None])[0])
+        lip_source = closing_lip_source(lips_points, opening_own, opening_target)
+        source_vertices = warp_vertices(lip_source, self._mesh)
+        # Skin the motion drags over its neighbours is relaxed first: a turned-over triangle draws a sliver.
+        target_vertices = unfold(source_vertices, warp_vertices(target, self._mesh, ring_from=frame_points),
+                                 self._mesh.surface, self._movable)
         rect = bounding_rect(np.concatenate([target_vertices, _lower_region(frame_points)]), job.image.shape, 2)
         if rect is None:
             return job.image
         x1, y1, x2, y2 = rect
-        opening_target = float(S.aperture(self._targets[i][None])[0])
-        opening_own = float(S.aperture(self._shapes[lips_frame][None])[0])
         # 1. Skin and lips: the frame's own pixels (or the hold frame's), moved onto the target shape.
-        lip_source = closing_lip_source(lips_points, opening_own, opening_target)
-        patch, covered = warp_patch(lips_image, lips_origin, warp_vertices(lip_source, self._mesh), target_vertices,
+        patch, covered = warp_patch(lips_image, lips_origin, source_vertices, target_vertices,
                                     self._mesh.surface, rect)
         # 2. The opening: the lips frame's own when it is open enough (and allowed), else a bank mouth's.
         # A pause's hold frame keeps its own: a still mouth must not switch interiors.
@@ -506,7 +513,8 @@ class MotionEngine:
     def _mask(self, target: np.ndarray, frame_points: np.ndarray, rect, eye: float) -> np.ndarray:
         """Soft mask (rect-sized) over the union of the target and input lower faces."""
         x1, y1, x2, y2 = rect
-        polygons = [np.asarray(points, np.float64)[list(LOWER_FACE_OUTLINE)] - (x1, y1) for points in (target, frame_points)]
+        lift = 0.5 * FEATHER_EYE_UNITS * eye
+        polygons = [raised_outline(points, lift) - (x1, y1) for points in (target, frame_points)]
         return feathered_polygons(polygons, (y2 - y1, x2 - x1), FEATHER_EYE_UNITS * eye)
 
     def close(self) -> None:
@@ -514,6 +522,28 @@ class MotionEngine:
             self._pool.shutdown(wait=True)
             self._pool = None
         self._bank.close()
+
+
+#: The points of `LOWER_FACE_OUTLINE` that run under the nose (its last five).
+UNDER_NOSE = 5
+
+
+def raised_outline(points: np.ndarray, lift: float) -> np.ndarray:
+    """The lower-face outline (`LOWER_FACE_OUTLINE`) of (468+, 2) frame points, its stretch under
+    the nose moved ``lift`` pixels up the face (from the chin, 152, towards the nose base, 2).
+
+    The mask's soft edge is centred on the outline: left under the nose, the mask reached full
+    strength only half a feather below the nose base, and whatever sat in that band (a grimace's
+    raised upper lip) was half the frame's own pixels: a ghost lip above the lip drawn. Lifted by
+    half a feather, the mask is full from the nose base down; above it the warp moves nothing.
+    """
+    points = np.asarray(points, np.float64)
+    outline = points[list(LOWER_FACE_OUTLINE)].copy()
+    up = points[2] - points[152]
+    norm = float(np.linalg.norm(up))
+    if norm > 0:
+        outline[-UNDER_NOSE:] += lift * up / norm
+    return outline
 
 
 def _lower_region(points: np.ndarray) -> np.ndarray:

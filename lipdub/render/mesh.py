@@ -28,6 +28,9 @@ NOSE_TIP = 1
 SUBNASALE = 2
 #: Ring distance beyond the oval, as a fraction of the oval point's distance from the nose tip.
 RING_SCALE = 0.35
+#: Height of the still band above the nose base (`band_vertices`), as a fraction of the nose base
+#: to chin distance.
+NOSE_BAND = 0.3
 MESH_POINTS = 468
 
 
@@ -90,13 +93,14 @@ def strip_triangles(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
 class WarpMesh:
     """Vertex ids of the warp: 0..467 Face Mesh, then the mouth centre, then the ring.
 
-    ``surface``: lower-face triangles (no vertex above the nose line) + the ring strip;
-    ``interior``: the mouth opening's fan. Build vertex arrays with `warp_vertices`.
+    ``surface``: lower-face triangles (no vertex above the still band over the nose line) + the
+    ring strip; ``interior``: the mouth opening's fan. Build vertex arrays with `warp_vertices`.
     """
 
     surface: np.ndarray
     interior: np.ndarray
     lower: np.ndarray  # (468,) bool: mesh vertices the warp may move
+    band: np.ndarray  # (468,) bool: the still band above them (`band_vertices`)
 
     @property
     def mouth_centre(self) -> int:
@@ -121,15 +125,31 @@ def lower_vertices(rest_layout: np.ndarray) -> np.ndarray:
     return layout[:, 1] >= layout[SUBNASALE, 1] - 0.02 * abs(layout[152, 1] - layout[SUBNASALE, 1])
 
 
+def band_vertices(rest_layout: np.ndarray, height: float = NOSE_BAND) -> np.ndarray:
+    """(468,) bool: Face Mesh points above the nose base (not `lower_vertices`) by at most
+    ``height`` x the nose base to chin distance: the nostrils, the lower nose and the cheeks beside.
+
+    Why the warp covers them although they never move: a pause's hold frame (another input frame)
+    lends the whole lower face, and the seam where its pixels give way to the frame's own must lie
+    on skin both frames show alike. Ending at the nose base put that seam across a grimace's raised
+    upper lip, and the frame's own lip showed through it as a ghost above the lip drawn. The band
+    places the hold frame's nose onto the frame's own nose, and the fade happens there.
+    """
+    layout = np.asarray(rest_layout, np.float64)[:MESH_POINTS]
+    reach = height * abs(layout[152, 1] - layout[SUBNASALE, 1])
+    return ~lower_vertices(layout) & (layout[:, 1] >= layout[SUBNASALE, 1] - reach)
+
+
 def build_mesh(rest_layout: np.ndarray) -> WarpMesh:
     """The warp mesh for one face, from an upright layout of its 468 points (its rest shape)."""
     lower = lower_vertices(rest_layout)
+    band = band_vertices(rest_layout)
     triangles = mesh_triangles()
-    keep = lower[triangles].all(axis=1)
+    keep = (lower | band)[triangles].all(axis=1)
     ring_ids = MESH_POINTS + 1 + np.arange(len(LOWER_OVAL))
     strip = strip_triangles(np.asarray(LOWER_OVAL), ring_ids)
     interior = fan_triangles(LIP_INNER, MESH_POINTS)
-    return WarpMesh(np.concatenate([triangles[keep], strip]).astype(np.int32), interior.astype(np.int32), lower)
+    return WarpMesh(np.concatenate([triangles[keep], strip]).astype(np.int32), interior.astype(np.int32), lower, band)
 
 
 def warp_vertices(points: np.ndarray, mesh: WarpMesh, ring_from: np.ndarray | None = None) -> np.ndarray:
@@ -150,3 +170,89 @@ def ring_points(points: np.ndarray) -> np.ndarray:
     points = np.asarray(points, np.float64)
     oval = points[list(LOWER_OVAL)]
     return oval + RING_SCALE * (oval - points[NOSE_TIP])
+
+
+def signed_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(F,) twice the signed area of each triangle (positive counter-clockwise in x-right, y-up;
+    image coordinates flip the sign, which cancels when two layouts are compared)."""
+    v = np.asarray(vertices, np.float64)[np.asarray(triangles, np.int64)]
+    e1, e2 = v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]
+    return e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+
+
+def turned_over(source: np.ndarray, target: np.ndarray, triangles: np.ndarray, min_area: float = 1e-6) -> np.ndarray:
+    """(F,) bool: triangles that face one way in ``source`` and the other (or collapse) in ``target``.
+
+    Triangles that are already (nearly) degenerate in the source (|2 area| <= ``min_area``) are
+    never counted: they have no side to turn over.
+    """
+    a_source, a_target = signed_areas(source, triangles), signed_areas(target, triangles)
+    return (np.abs(a_source) > min_area) & (a_source * a_target <= 0)
+
+
+def unfold(source: np.ndarray, target: np.ndarray, triangles: np.ndarray, movable: np.ndarray,
+           iterations: int = 10) -> np.ndarray:
+    """``target`` vertices with the ``movable`` ones of turned-over triangles put back on their side.
+
+    A warp through a turned-over triangle draws its pixels mirrored over its neighbours': a dark
+    sliver or a seam (on a grimace, the inner mouth corner lifted past the lip point beside it). In
+    each turned-over triangle, a movable vertex is proposed where the similarity (rotation, scale,
+    shift) that takes the triangle's other two vertices from ``source`` to ``target`` takes it: the
+    triangle then has its source shape again, facing the right way. A vertex in several such
+    triangles takes the mean of its proposals; the passes repeat while anything is turned over.
+    Fixed vertices (the motion points, the ring, the still upper face) keep their targets: a
+    triangle of fixed vertices only stays as it is. A pass is kept only if it leaves less turned-over
+    area than before (moving a vertex can turn its other triangles), so the result is never worse
+    than ``target``. Untouched when nothing is turned over (the usual frame), so identity warps
+    stay exact.
+    """
+    source = np.asarray(source, np.float64)
+    out = np.array(target, np.float64, copy=True)
+    tri = np.asarray(triangles, np.int64)
+    movable = np.asarray(movable, bool)
+    bad = turned_over(source, out, tri)
+    worst = _turned_area(source, out, tri, bad)
+    for _ in range(iterations):
+        if not bad.any():
+            break
+        total = np.zeros_like(out)
+        count = np.zeros(len(out))
+        for corner in range(3):
+            faces = tri[bad & movable[tri[:, corner]]]
+            if not len(faces):
+                continue
+            v, a, b = faces[:, corner], faces[:, (corner + 1) % 3], faces[:, (corner + 2) % 3]
+            # Similarity a,b (source) -> a,b (target) as complex numbers: z -> a' + (z - a) * k.
+            src_ab = _complex(source[b] - source[a])
+            ok = np.abs(src_ab) > 1e-9
+            k = np.where(ok, _complex(out[b] - out[a]) / np.where(ok, src_ab, 1.0), 1.0)
+            proposal = _complex(out[a]) + _complex(source[v] - source[a]) * k
+            np.add.at(total, v[ok], np.stack([proposal.real, proposal.imag], axis=1)[ok])
+            np.add.at(count, v[ok], 1.0)
+        moved = count > 0
+        if not moved.any():
+            break
+        trial = out.copy()
+        trial[moved] = total[moved] / count[moved, None]
+        trial_bad = turned_over(source, trial, tri)
+        area = _turned_area(source, trial, tri, trial_bad)
+        if area >= worst:
+            break
+        out, bad, worst = trial, trial_bad, area
+    return out
+
+
+def _turned_area(source: np.ndarray, target: np.ndarray, triangles: np.ndarray, bad: np.ndarray) -> float:
+    """Source area of the turned-over triangles plus their target area: what the warp gets wrong.
+
+    The source part makes a collapsed triangle (target area 0) count; the target part, a large
+    mirrored one.
+    """
+    if not bad.any():
+        return 0.0
+    faces = triangles[bad]
+    return float(np.abs(signed_areas(source, faces)).sum() + np.abs(signed_areas(target, faces)).sum())
+
+
+def _complex(xy: np.ndarray) -> np.ndarray:
+    return xy[..., 0] + 1j * xy[..., 1]
