@@ -52,7 +52,7 @@ def main() -> None:
         rows = [aperture_figures(gaussian_smooth(ensemble_motion(predictor.members, clip), sigma), clip) for clip in clips]
         real = summarise(rows)["real"]
         per = ", ".join(f"{s} {v['r']:.3f}/{v['lag']:+.1f}" for s, v in real["per_speaker"].items())
-        print(f"{name}: r {real['r']:.3f} over {real['speakers']} speakers, mean best lag {real['mean_lag']:+.2f}  [{per}]")
+        print(f"{name}: r {real['r']:.4f} over {real['speakers']} speakers, mean best lag {real['mean_lag']:+.2f}  [{per}]")
 
 
 if __name__ == "__main__":

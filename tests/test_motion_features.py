@@ -83,16 +83,18 @@ def test_whisper_states_are_cached_per_clip(tmp_path):
     assert encoder.calls == 1  # the second read came from the cache
 
 
-def _checkpoint(path, features):
+def _checkpoint(path, features, pool="mean"):
     from dataclasses import asdict
 
     from lipdub.models.lip_motion import LipMotionNet
+    from lipdub.motion.features import feature_window
     from lipdub.motion.shape import MOTION_POINTS, MotionBasis
 
-    recipe = MotionRecipe(features=features, width=16)
+    recipe = MotionRecipe(features=features, width=16, pool=pool)
     torch.manual_seed(0)
     motion = np.random.default_rng(3).normal(size=(200, len(MOTION_POINTS) * 2))
-    state = {"state_dict": LipMotionNet(12, 16, in_bands=recipe.in_bands).state_dict(),
+    network = LipMotionNet(12, 16, in_bands=recipe.in_bands, pool=pool, window=feature_window(features))
+    state = {"state_dict": network.state_dict(),
              "basis": MotionBasis.fit(motion, 12).to_dict(), "default_scale": 0.3, "gain": 1.0,
              "recipe": asdict(recipe), "step": 0}
     torch.save(state, path)
@@ -125,6 +127,36 @@ def test_a_mixed_ensemble_reads_each_members_features_once(tmp_path, monkeypatch
     assert motion.shape[0] == 50 and np.isfinite(motion).all() and encoder.calls == 1
     alone = MotionPredictor("mel", members[:1], 0.3, smoothing=0.0).predict_with_gate(speech, 50, 25.0)[0]
     assert not np.allclose(alone, motion)  # the Whisper members count
+
+
+def test_encoded_columns_of_the_two_front_ends():
+    from lipdub.models.lip_motion import encoded_columns
+
+    assert encoded_columns(49) == 7  # mel: 0.6 s at 80 columns a second
+    assert encoded_columns(31) == 4  # Whisper: 0.62 s at 50 states a second
+    assert encoded_columns(1) == 1
+
+
+def test_flatten_pooled_members_load_with_their_features_window(tmp_path):
+    """A member trained with pool="flatten" comes back with a linear layer sized for its own
+    features' window (7 mel columns, 4 Whisper ones) and predicts; an unknown pool is refused."""
+    from lipdub.models.lip_motion import LipMotionNet
+    from lipdub.motion.predictor import MotionPredictor, member_from_state
+
+    for features, width in (("mel", 16 * 7), ("whisper", 16 * 4)):
+        member = member_from_state(torch.load(_checkpoint(tmp_path / f"{features}.pt", features, "flatten"),
+                                              weights_only=False))
+        assert member.network.pool == "flatten"
+        assert member.network.pool_mix[0].in_features == width
+    mel = member_from_state(torch.load(tmp_path / "mel.pt", weights_only=False))
+    t = np.arange(16000) / 16000
+    speech = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    motion, _ = MotionPredictor("flat", [mel], 0.3, smoothing=0.0).predict_with_gate(speech, 25, 25.0)
+    assert motion.shape[0] == 25 and np.isfinite(motion).all()
+    with pytest.raises(ValueError, match="pool"):
+        LipMotionNet(pool="max")
+    with pytest.raises(LipdubError, match="pool"):
+        MotionRecipe(pool="max")
 
 
 def test_whisper_motion_model_predicts_every_frame(tmp_path):

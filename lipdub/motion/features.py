@@ -41,6 +41,11 @@ def feature_channels(features: str, mel_bands: int = 80) -> int:
     return WHISPER_VARIANTS[features].channels if features in WHISPER_VARIANTS else mel_bands
 
 
+def feature_window(features: str) -> int:
+    """Columns in one frame's window of ``features``: `WHISPER_WINDOW_COLUMNS` or `WINDOW_COLUMNS`."""
+    return WHISPER_WINDOW_COLUMNS if features in WHISPER_VARIANTS else WINDOW_COLUMNS
+
+
 def is_whisper(features: str) -> bool:
     """Whether ``features`` are Whisper encoder states (of any variant) rather than the log-mel."""
     return features in WHISPER_VARIANTS

@@ -30,7 +30,7 @@ from lipdub.media.features import MelConfig, melspectrogram
 from lipdub.models.checkpoint import weights_file
 from lipdub.models.lip_motion import LipMotionNet
 from lipdub.motion.features import (FEATURES, SILENCE, WHISPER_COLUMNS_PER_SECOND, WHISPER_FILL, WHISPER_WINDOW_COLUMNS,
-                                    WINDOW_COLUMNS, feature_channels, frame_windows, is_whisper, normalise_mel)
+                                    WINDOW_COLUMNS, feature_channels, feature_window, frame_windows, is_whisper, normalise_mel)
 from lipdub.motion.shape import MOTION_POINTS, MotionBasis, gaussian_smooth
 
 logger = logging.getLogger(__name__)
@@ -245,7 +245,8 @@ def member_from_state(state: dict) -> MotionMember:
     if features not in FEATURES:
         raise ValueError(f"unknown features {features!r}")
     network = LipMotionNet(recipe["coefficients"], recipe["width"], causal=recipe.get("causal", False),
-                           in_bands=feature_channels(features, MEL.n_mels))
+                           in_bands=feature_channels(features, MEL.n_mels), pool=recipe.get("pool", "mean"),
+                           window=feature_window(features))
     network.load_state_dict(state["state_dict"])
     return MotionMember(network, MotionBasis.from_dict(state["basis"]), recipe)
 

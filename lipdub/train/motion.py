@@ -46,9 +46,9 @@ from lipdub.errors import LipdubError
 from lipdub.eval.mouth import aperture_correlation
 from lipdub.media.audio import is_silent
 from lipdub.media.features import MelConfig, melspectrogram
-from lipdub.models.lip_motion import LipMotionNet
+from lipdub.models.lip_motion import POOLS, LipMotionNet
 from lipdub.motion import shape as S
-from lipdub.motion.features import (FEATURES, WINDOW_COLUMNS, feature_channels, frame_windows, is_whisper,
+from lipdub.motion.features import (FEATURES, WINDOW_COLUMNS, feature_channels, feature_window, frame_windows, is_whisper,
                                     normalise_mel, whisper_windows)
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ class MotionRecipe:
     gain_jitter: float = 0.8  # +- uniform global mel shift (about +-10 dB)
     band_mask: int = 0  # widest run of mel bands blanked per training sequence (SpecAugment-style)
     dropout: float = 0.1
+    #: How a frame window's encoded columns become one vector (`lipdub.models.lip_motion.POOLS`).
+    pool: str = "mean"
     causal: bool = False
     lookahead: int = 8  # mel columns after the frame in the causal variant (100 ms)
     kinds: tuple[str, ...] = ("real", "synthetic")
@@ -97,6 +99,8 @@ class MotionRecipe:
         self.kinds = tuple(self.kinds)
         if self.features not in FEATURES:
             raise LipdubError(f"features must be one of {', '.join(FEATURES)}, not {self.features!r}")
+        if self.pool not in POOLS:
+            raise LipdubError(f"pool must be one of {', '.join(POOLS)}, not {self.pool!r}")
         if self.rest not in S.REST_KINDS:
             raise LipdubError(f"rest must be one of {', '.join(S.REST_KINDS)}, not {self.rest!r}")
         if is_whisper(self.features) and self.causal:
@@ -433,7 +437,7 @@ def train_motion(dataset: Path, run_dir: Path, recipe: MotionRecipe,
     targets = {c.clip_id: _targets(c, basis, c.scale) for c in train}
     sampler = _Sampler(train, recipe.sequence, recipe.seed)
     model = LipMotionNet(recipe.coefficients, recipe.width, causal=recipe.causal, in_bands=recipe.in_bands,
-                         dropout=recipe.dropout)
+                         dropout=recipe.dropout, pool=recipe.pool, window=feature_window(recipe.features))
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=recipe.lr, total_steps=recipe.steps,
                                                    pct_start=0.1)
