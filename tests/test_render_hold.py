@@ -37,6 +37,17 @@ def test_closing_runs_cover_wide_open_mouths_aimed_shut_grown_by_the_fade():
     assert runs_of(np.array([True, True, False, True])) == [(0, 2), (3, 4)] and runs_of(np.zeros(0, bool)) == []
 
 
+def test_closing_runs_cover_gaping_mouths_aimed_much_smaller():
+    """A yawn (0.5 eye units) aimed at 0.15 would squeeze its tongue into a pink lip: held; aimed
+    at 0.3, or a speaking mouth (0.15) aimed at 0.06, it is warped as usual."""
+    from lipdub.render.hold import closing_runs
+
+    own = np.array([0.50, 0.50, 0.50, 0.15, 0.19])
+    target = np.array([0.15, 0.30, 0.20, 0.06, 0.04])
+    assert closing_runs(own, target, grow=0) == [(0, 1), (2, 3), (4, 5)]
+    assert closing_runs(own, target, grow=0, gaping=1.0) == [(4, 5)]  # the shut rule alone
+
+
 def test_hold_frame_is_the_most_closed_within_reach():
     frames = np.array([0, 10, 20, 30, 40, 200])
     openings = np.array([0.01, 0.20, 0.05, np.nan, 0.02, 0.0])

@@ -449,9 +449,13 @@ class MotionEngine:
         patch, covered = warp_patch(lips_image, lips_origin, source_vertices, target_vertices,
                                     self._mesh.surface, rect)
         # 2. The opening: the lips frame's own when it is open enough (and allowed), else a bank mouth's.
-        # A pause's hold frame keeps its own: a still mouth must not switch interiors.
+        # A hold frame keeps its own while the target is (nearly) shut: a still mouth must not switch
+        # interiors. Held through a yawn's speech (`closing_runs`), its closed mouth opens onto a bank mouth.
         held = lips_frame != j
-        own_allowed = held or (self.options.exclude_seconds is None and own_interior_fits(opening_own, opening_target))
+        if held:
+            own_allowed = opening_target <= NEARLY_SHUT or own_interior_fits(opening_own, opening_target)
+        else:
+            own_allowed = self.options.exclude_seconds is None and own_interior_fits(opening_own, opening_target)
         if own_allowed or self._chosen[i] < 0:
             source = B.BankEntry(lips_image, lips_origin, lips_points, self._shapes[lips_frame], opening_own, lips_frame)
         else:

@@ -37,6 +37,10 @@ def pause_runs(gate: np.ndarray, fps: float, min_seconds: float = MIN_HOLD_SECON
 #: `NEARLY_SHUT` is drawn from a closed hold frame too (`closing_runs`).
 WIDE_OPEN = 0.12
 NEARLY_SHUT = 0.05
+#: ... and so is a frame whose own mouth gapes (at least `GAPING`: a yawn, a scream) while its
+#: target opens at most `SQUEEZE` of that.
+GAPING = 0.2
+SQUEEZE = 0.4
 
 
 def runs_of(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -51,17 +55,24 @@ def runs_of(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def closing_runs(own: np.ndarray, target: np.ndarray, grow: int, wide: float = WIDE_OPEN,
-                 shut: float = NEARLY_SHUT) -> list[tuple[int, int]]:
+                 shut: float = NEARLY_SHUT, gaping: float = GAPING, squeeze: float = SQUEEZE) -> list[tuple[int, int]]:
     """Runs of output frames whose wide-open input mouth (``own`` >= ``wide``) must look shut
-    (``target`` <= ``shut``), each grown by ``grow`` frames on both sides.
+    (``target`` <= ``shut``), or whose gaping one (``own`` >= ``gaping``) must open at most
+    ``squeeze`` of that, each grown by ``grow`` frames on both sides.
 
     Why: warping a wide-open mouth shut cannot make lips out of what lay between them; a tongue
     or a row of teeth is squeezed into a pink or white bar where the lips should meet (seen on
     woman_flag's first frame, tongue out, and on politician frames that read open although aimed
     shut). Such frames take their lower face from a closed frame, as a pause does; growing the
     run by the fade length lets the cross-fade finish before the frames that need it.
+    The same holds for a yawn or a scream dubbed with speech: on expressive/d18.mp4 (openings
+    0.4-0.58 eye units, targets 0.06-0.19) the tongue and the inside of the lower lip were squeezed
+    into a swollen pink lower lip under a thin dark arc. A closed frame opened to the target shows
+    lips and an opening instead.
     """
-    need = (np.asarray(own, np.float64) >= wide) & (np.asarray(target, np.float64) <= shut)
+    own = np.asarray(own, np.float64)
+    target = np.asarray(target, np.float64)
+    need = ((own >= wide) & (target <= shut)) | ((own >= gaping) & (target <= squeeze * own))
     if grow > 0 and need.any():
         need = np.convolve(need.astype(np.float64), np.ones(2 * grow + 1), mode="same") > 0
     return runs_of(need)
