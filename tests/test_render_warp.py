@@ -250,6 +250,7 @@ def test_band_vertices_lie_just_above_the_nose_base(sample_layout):
     assert (layout[band, 1] >= layout[SUBNASALE, 1] - 0.3 * height).all()
     assert band[[98, 327]].all() or lower[[98, 327]].all()  # the alar base is covered either way
     assert not band[[6, 168, 33, 263, 133, 362]].any()  # the bridge and the eyes are not
+    assert not band[[234, 454, 93, 323, 132, 361]].any()  # nor the cheeks' edges
     mesh = build_mesh(layout)
     face = mesh.surface[(mesh.surface < 468).all(axis=1)]  # not the ring strip
     assert (mesh.lower | mesh.band)[face].all()
@@ -273,3 +274,17 @@ def test_the_lifted_mask_is_full_at_the_nose_base(sample_layout):
     shift = lifted_outline[-UNDER_NOSE:] - points[list(LOWER_FACE_OUTLINE)][-UNDER_NOSE:]
     np.testing.assert_allclose(np.linalg.norm(shift, axis=1), width / 2)
     assert (shift[:, 1] < 0).all()  # up the image
+
+
+def test_hold_layout_weights_rise_from_the_nose_base_to_the_lips(sample_layout):
+    """A hold frame's own layout is taken in full one falloff below the nose base, not at all at
+    and above it (there the shown frame's, where the still band is)."""
+    from lipdub.engines.motion import hold_layout_weights
+
+    layout = sample_layout[:468].copy()
+    w = hold_layout_weights(layout, falloff=0.12)
+    assert w[2] == 0.0 and w[1] == 0.0 and w[33] == 0.0  # nose base, nose tip, an eye corner
+    assert w[17] == 1.0 and w[152] == 1.0  # lower lip, chin
+    probe = layout.copy()
+    probe[0, 1] = probe[2, 1] + 0.06  # half a falloff below the nose base
+    assert hold_layout_weights(probe, falloff=0.12)[0] == pytest.approx(0.5)

@@ -187,6 +187,20 @@ def displacement_weights(layout: np.ndarray, lower: np.ndarray, motion_points: t
     return followers, w * fade[:, None]
 
 
+def hold_layout_weights(layout: np.ndarray, falloff: float = FALLOFF_EYE_UNITS) -> np.ndarray:
+    """(468,) how much of a hold frame's own layout each mesh point takes (the rest: the shown
+    frame's): 0 at and above the nose base, rising linearly to 1 one ``falloff`` below it.
+
+    Why: a hold frame lends its lips in its own layout (the shown frame's would tear them), but its
+    nose base, placed by the head pose of the shown frame, sits a few pixels from where the shown
+    frame's is when the head has tilted since; the still band above the nose base follows the shown
+    frame, and triangles between the two were stretched into a torn nostril (woman_seated_vertical
+    held through a 2.5 s pause, frames 176-190). Blending gives both the same place at the nose.
+    """
+    layout = np.asarray(layout, np.float64)[:MESH_POINTS]
+    return np.clip((layout[:, 1] - layout[2, 1]) / falloff, 0.0, 1.0)
+
+
 class MotionEngine:
     """`lipdub.engines.base.Engine`: motion model + mouth bank + piecewise-affine renderer.
 
@@ -273,6 +287,7 @@ class MotionEngine:
         layout = np.nanmedian(self._canonical, axis=0)
         self._mesh = build_mesh(layout)
         self._followers, self._follow_weights = displacement_weights(layout, self._mesh.lower, S.MOTION_POINTS)
+        self._hold_layout = hold_layout_weights(layout)
         self._movable = np.zeros(self._mesh.vertex_count, bool)  # what `unfold` may move: the followers
         self._movable[self._followers] = True
         self._pose = B.pose_features(self._canonical)
@@ -387,10 +402,15 @@ class MotionEngine:
 
         The points that are not motion points follow the motion from where they are in
         ``base_frame`` (default: the frame shown), the frame whose pixels will be warped: a pause's
-        hold frame has its own lip layout, and moving the shown frame's would tear its lips.
+        hold frame has its own lip layout, and moving the shown frame's would tear its lips. Towards
+        the nose the layout blends into the shown frame's (`hold_layout_weights`): the still band
+        above the nose base is placed where the shown frame has it, and the two must meet.
         """
         j = self._sources[output_index]
-        canonical = self._canonical[j if base_frame is None else base_frame].copy()
+        canonical = self._canonical[j].copy()
+        if base_frame is not None and base_frame != j:
+            base = self._canonical[base_frame]
+            canonical += self._hold_layout[:, None] * (base - canonical)
         motion_ids = list(S.MOTION_POINTS)
         delta = self._targets[output_index] - canonical[motion_ids]
         canonical[motion_ids] = self._targets[output_index]

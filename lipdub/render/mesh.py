@@ -31,6 +31,10 @@ RING_SCALE = 0.35
 #: Height of the still band above the nose base (`band_vertices`), as a fraction of the nose base
 #: to chin distance.
 NOSE_BAND = 0.3
+#: Outer mouth corners: the still band reaches sideways no further than they do, plus
+#: `BAND_MARGIN` of the mouth's width on either side.
+MOUTH_CORNERS = (61, 291)
+BAND_MARGIN = 0.35
 MESH_POINTS = 468
 
 
@@ -127,7 +131,10 @@ def lower_vertices(rest_layout: np.ndarray) -> np.ndarray:
 
 def band_vertices(rest_layout: np.ndarray, height: float = NOSE_BAND) -> np.ndarray:
     """(468,) bool: Face Mesh points above the nose base (not `lower_vertices`) by at most
-    ``height`` x the nose base to chin distance: the nostrils, the lower nose and the cheeks beside.
+    ``height`` x the nose base to chin distance, and sideways within the mouth corners plus
+    `BAND_MARGIN` of the mouth's width: the nostrils, the lower nose and the skin beside them. Not
+    the cheeks out to the face's edge, where a hold frame's hair and background would meet the
+    frame's own in a seam (seen on woman_seated_vertical held through a pause).
 
     Why the warp covers them although they never move: a pause's hold frame (another input frame)
     lends the whole lower face, and the seam where its pixels give way to the frame's own must lie
@@ -137,7 +144,10 @@ def band_vertices(rest_layout: np.ndarray, height: float = NOSE_BAND) -> np.ndar
     """
     layout = np.asarray(rest_layout, np.float64)[:MESH_POINTS]
     reach = height * abs(layout[152, 1] - layout[SUBNASALE, 1])
-    return ~lower_vertices(layout) & (layout[:, 1] >= layout[SUBNASALE, 1] - reach)
+    left, right = sorted((layout[MOUTH_CORNERS[0], 0], layout[MOUTH_CORNERS[1], 0]))
+    margin = BAND_MARGIN * (right - left)
+    between = (layout[:, 0] >= left - margin) & (layout[:, 0] <= right + margin)
+    return ~lower_vertices(layout) & (layout[:, 1] >= layout[SUBNASALE, 1] - reach) & between
 
 
 def build_mesh(rest_layout: np.ndarray) -> WarpMesh:
