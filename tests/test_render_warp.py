@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lipdub.render import bank as B
-from lipdub.render.mesh import build_mesh, fan_triangles, mesh_triangles, strip_triangles, warp_vertices
+from lipdub.render.mesh import build_mesh, fan_triangles, mesh_triangles, signed_areas, strip_triangles, warp_vertices
 from lipdub.render.warp import piecewise_affine_maps, rasterise_triangles, triangle_affines, warp_patch
 
 
@@ -170,11 +170,6 @@ def sample_layout():
     return eye_normalised(np.asarray(faces[0].landmarks, np.float64))
 
 
-def _signed_areas(points, triangles):
-    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
-    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
-
-
 def test_opening_the_mouth_turns_no_lip_triangle_inside_out(sample_layout):
     """The lips' middle points follow their own lip, not the one across the opening."""
     from lipdub.engines.motion import displacement_weights
@@ -195,7 +190,7 @@ def test_opening_the_mouth_turns_no_lip_triangle_inside_out(sample_layout):
     target[list(S.MOTION_POINTS)] = opened
     target[followers] += weights @ (opened - shape)
     lips = np.array([t for t in mesh.surface if t.max() < 468 and set(t) & set(S.LIP_OUTER + S.LIP_INNER)])
-    before, after = _signed_areas(base, lips), _signed_areas(target, lips)
+    before, after = signed_areas(base, lips), signed_areas(target, lips)
     solid = np.abs(before) > 1e-4  # slivers thinner than that are not drawn as pixels anyway
     assert (np.sign(before) != np.sign(after))[solid].sum() == 0
 
@@ -276,15 +271,15 @@ def test_the_lifted_mask_is_full_at_the_nose_base(sample_layout):
     assert (shift[:, 1] < 0).all()  # up the image
 
 
-def test_hold_layout_weights_rise_from_the_nose_base_to_the_lips(sample_layout):
+def test_nose_fade_rises_from_the_nose_base_to_the_lips(sample_layout):
     """A hold frame's own layout is taken in full one falloff below the nose base, not at all at
     and above it (there the shown frame's, where the still band is)."""
-    from lipdub.engines.motion import hold_layout_weights
+    from lipdub.engines.motion import nose_fade
 
     layout = sample_layout[:468].copy()
-    w = hold_layout_weights(layout, falloff=0.12)
+    w = nose_fade(layout, falloff=0.12)
     assert w[2] == 0.0 and w[1] == 0.0 and w[33] == 0.0  # nose base, nose tip, an eye corner
     assert w[17] == 1.0 and w[152] == 1.0  # lower lip, chin
     probe = layout.copy()
     probe[0, 1] = probe[2, 1] + 0.06  # half a falloff below the nose base
-    assert hold_layout_weights(probe, falloff=0.12)[0] == pytest.approx(0.5)
+    assert nose_fade(probe, falloff=0.12)[0] == pytest.approx(0.5)

@@ -182,20 +182,20 @@ def displacement_weights(layout: np.ndarray, lower: np.ndarray, motion_points: t
     width = np.clip(NEAREST_WIDTH * d.min(axis=1, keepdims=True), MIN_FALLOFF_EYE_UNITS, falloff)
     w = np.exp(-0.5 * (d / width) ** 2)
     w /= np.maximum(w.sum(axis=1, keepdims=True), 1e-9)
-    nose_y = layout[2, 1]
-    fade = np.clip((layout[followers, 1] - nose_y) / falloff, 0.0, 1.0)
-    return followers, w * fade[:, None]
+    return followers, w * nose_fade(layout, falloff)[followers, None]
 
 
-def hold_layout_weights(layout: np.ndarray, falloff: float = FALLOFF_EYE_UNITS) -> np.ndarray:
-    """(468,) how much of a hold frame's own layout each mesh point takes (the rest: the shown
-    frame's): 0 at and above the nose base, rising linearly to 1 one ``falloff`` below it.
+def nose_fade(layout: np.ndarray, falloff: float = FALLOFF_EYE_UNITS) -> np.ndarray:
+    """(468,) 0 at and above the nose base, rising linearly to 1 one ``falloff`` below it.
 
-    Why: a hold frame lends its lips in its own layout (the shown frame's would tear them), but its
-    nose base, placed by the head pose of the shown frame, sits a few pixels from where the shown
-    frame's is when the head has tilted since; the still band above the nose base follows the shown
-    frame, and triangles between the two were stretched into a torn nostril (woman_seated_vertical
-    held through a 2.5 s pause, frames 176-190). Blending gives both the same place at the nose.
+    Two things fade in this way towards the still upper face. How far a follower moves with the
+    motion points (`displacement_weights`), so the warp meets the nose without a crease. And how much
+    of a hold frame's own layout a mesh point takes, the rest being the shown frame's
+    (`MotionEngine.target_frame_points`): a hold frame lends its lips in its own layout (the shown
+    frame's would tear them), but its nose base, placed by the head pose of the shown frame, sits a
+    few pixels from where the shown frame's is when the head has tilted since; the still band above
+    the nose base follows the shown frame, and triangles between the two were stretched into a torn
+    nostril (woman_seated_vertical held through a 2.5 s pause, frames 176-190).
     """
     layout = np.asarray(layout, np.float64)[:MESH_POINTS]
     return np.clip((layout[:, 1] - layout[2, 1]) / falloff, 0.0, 1.0)
@@ -287,7 +287,8 @@ class MotionEngine:
         layout = np.nanmedian(self._canonical, axis=0)
         self._mesh = build_mesh(layout)
         self._followers, self._follow_weights = displacement_weights(layout, self._mesh.lower, S.MOTION_POINTS)
-        self._hold_layout = hold_layout_weights(layout)
+        self._hold_layout = nose_fade(layout)
+        self._band = np.flatnonzero(self._mesh.band)
         self._movable = np.zeros(self._mesh.vertex_count, bool)  # what `unfold` may move: the followers
         self._movable[self._followers] = True
         self._pose = B.pose_features(self._canonical)
@@ -403,7 +404,7 @@ class MotionEngine:
         The points that are not motion points follow the motion from where they are in
         ``base_frame`` (default: the frame shown), the frame whose pixels will be warped: a pause's
         hold frame has its own lip layout, and moving the shown frame's would tear its lips. Towards
-        the nose the layout blends into the shown frame's (`hold_layout_weights`): the still band
+        the nose the layout blends into the shown frame's (`nose_fade`): the still band
         above the nose base is placed where the shown frame has it, and the two must meet.
         """
         j = self._sources[output_index]
@@ -451,8 +452,7 @@ class MotionEngine:
         frame_points = np.asarray(self._landmarks[j], np.float64)
         lips_points = np.asarray(self._landmarks[lips_frame], np.float64)
         target = self.target_frame_points(i, None if lips_frame == j else lips_frame)
-        band = np.flatnonzero(self._mesh.band)
-        target[band] = frame_points[band]  # still: a hold frame's nose lands on this one's
+        target[self._band] = frame_points[self._band]  # still: a hold frame's nose lands on this one's
         self.target_aperture[i] = float(mouth_aperture(target[None])[0])
         opening_target = float(S.aperture(self._targets[i][None])[0])
         opening_own = float(S.aperture(self._shapes[lips_frame][None])[0])
