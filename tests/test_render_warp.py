@@ -283,3 +283,23 @@ def test_nose_fade_rises_from_the_nose_base_to_the_lips(sample_layout):
     probe = layout.copy()
     probe[0, 1] = probe[2, 1] + 0.06  # half a falloff below the nose base
     assert nose_fade(probe, falloff=0.12)[0] == pytest.approx(0.5)
+
+
+def test_lip_colour_outer_half_ignores_teeth_inside_a_misplaced_inner_ring():
+    """Lips red, a band of white teeth just outside the (tracked) inner ring: the whole band reads
+    paler, its outer half reads the lips' own colour; `lip_band` moves the ring onto the segment."""
+    import cv2
+
+    from lipdub.render.interior import lip_band, lip_colour
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    outer = np.array([[20, 50], [100, 10], [180, 50], [100, 90]], np.float64)
+    inner = np.array([[60, 50], [100, 30], [140, 50], [100, 70]], np.float64)
+    cv2.fillPoly(image, [outer.astype(np.int32)], (200, 60, 60))
+    teeth = lip_band(outer, inner, 0.8)
+    cv2.fillPoly(image, [teeth.astype(np.int32)], (250, 250, 250))
+    np.testing.assert_allclose(lip_band(outer, inner, 0.5), (outer + inner) / 2)
+    np.testing.assert_allclose(lip_band(outer, inner, 1.0), inner)
+    whole, half = lip_colour(image, outer, inner), lip_colour(image, outer, inner, depth=0.5)
+    assert whole[1] > 80  # enamel mixed in (lips alone: 60)
+    np.testing.assert_allclose(half, (200, 60, 60), atol=1.0)

@@ -86,15 +86,28 @@ def _pixels_inside(image: np.ndarray, rings: list[np.ndarray], holes: tuple[np.n
     return image[y1:y2, x1:x2][mask.astype(bool)].reshape(-1, 3)
 
 
-def lip_colour(image: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+def lip_colour(image: np.ndarray, outer: np.ndarray, inner: np.ndarray, depth: float = 1.0) -> np.ndarray:
     """Mean RGB of the lips (between the outer and inner lip contours) in ``image``.
 
+    ``depth`` < 1 samples only the outer part of that band: the inner ring is moved that share of
+    the way from the outer ring to itself (same point order, corners to corners). Why: where a
+    tracker puts the inner lip on the teeth, the whole band takes in enamel and reads paler the
+    more teeth show (`lip_band`).
     Only the lips' bounding box is touched, so the cost does not grow with the frame size.
     """
-    pixels = _pixels_inside(image, [np.asarray(outer, np.float64)], holes=(inner,))
+    outer = np.asarray(outer, np.float64)
+    pixels = _pixels_inside(image, [outer], holes=(lip_band(outer, inner, depth),))
     if len(pixels) < 4:
         return np.array([150.0, 80.0, 80.0])
     return pixels.astype(np.float64).mean(axis=0)
+
+
+def lip_band(outer: np.ndarray, inner: np.ndarray, depth: float) -> np.ndarray:
+    """The inner edge of the lips' outer ``depth`` share: each inner-ring point moved onto the
+    segment from its outer-ring partner (same index, `LIP_OUTER` / `LIP_INNER` order), ``depth``
+    of the way (1: the inner ring itself, 0: the outer ring)."""
+    outer, inner = np.asarray(outer, np.float64), np.asarray(inner, np.float64)
+    return outer + float(np.clip(depth, 0.0, 1.0)) * (inner - outer)
 
 
 def paint_interior(patch: np.ndarray, origin: tuple[int, int], inner: np.ndarray, lips_rgb: np.ndarray,
