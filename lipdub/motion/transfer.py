@@ -29,6 +29,9 @@ from lipdub.motion.shape import LIP_INNER, LIP_OUTER, MOTION_POINTS, gaussian_sm
 
 #: Mouth corners (outer 61/291, inner 78/308): their slow height is expression, not speech.
 CORNERS = tuple(MOTION_POINTS.index(p) for p in (61, 291, 78, 308))
+#: Middles of the upper and lower lips (outer 0/17, inner 13/14): a corner's height is measured from
+#: their mean (`expression_coordinates`).
+LIP_MIDDLES = tuple(MOTION_POINTS.index(p) for p in (0, 17, 13, 14))
 #: A corner's slow height spreads along its lip ring with a Gaussian of this many ring steps.
 CORNER_SPREAD = 2.0
 EXPRESSION_SECONDS = 1.0
@@ -92,7 +95,8 @@ def follow_fast_pose(targets: np.ndarray, anchor: np.ndarray, fps: float, second
 def keep_slow_expression(targets: np.ndarray, own: np.ndarray, fps: float,
                          seconds: float = EXPRESSION_SECONDS, refine_sigma: float = REFINE_SIGMA_SECONDS,
                          refine_passes: int = REFINE_PASSES) -> np.ndarray:
-    """Targets whose slow x (all points) and corner y follow the input's own shapes ``own``.
+    """Targets whose slow x (all points) and corner height (above the lips' middle,
+    `expression_coordinates`) follow the input's own shapes ``own``.
 
     Both (T, P, 2) canonical. Each corrected coordinate gets the difference of the two centred
     moving averages over ``seconds`` added, so its fast (speech) part is the target's and its slow
@@ -111,13 +115,32 @@ def keep_slow_expression(targets: np.ndarray, own: np.ndarray, fps: float,
     span = max(1, int(round(seconds * fps)))
     if len(targets) < 2:
         return targets.copy()
-    own_slow = moving_average(own, span)
-    correction = np.nan_to_num(own_slow - moving_average(targets, span))
+    own_slow = moving_average(expression_coordinates(own), span)
+    correction = np.nan_to_num(own_slow - moving_average(expression_coordinates(targets), span))
     if refine_sigma > 0:
         for _ in range(refine_passes):
-            residual = np.nan_to_num(own_slow - moving_average(_corrected(targets, correction), span))
+            corrected = expression_coordinates(_corrected(targets, correction))
+            residual = np.nan_to_num(own_slow - moving_average(corrected, span))
             correction = correction + gaussian_smooth(residual, refine_sigma * fps)
     return _corrected(targets, correction)
+
+
+def expression_coordinates(shapes: np.ndarray) -> np.ndarray:
+    """(T, P, 2) ``shapes`` with each corner's (`CORNERS`) y measured from the lips' middle height
+    (the mean y of `LIP_MIDDLES`) instead of the canonical frame's origin; every other coordinate
+    as it is. `keep_slow_expression` keeps the slow part of these.
+
+    Why: a corner's absolute height also falls with the jaw. A wide yawn drops the corners to the
+    middle of its opening, half the opening below where a closed mouth has them; kept absolute, that
+    drop came back on the small mouth the new speech asked for as a frown with hooked corners
+    (`expressive/d18.mp4` dubbed with English, frames 70-90). From the lips' middle, a smile still
+    lifts the corners, and a yawn, whose corners sit at its middle, lifts or drops nothing.
+    """
+    shapes = np.asarray(shapes, np.float64)
+    out = shapes.copy()
+    middle = shapes[:, list(LIP_MIDDLES), 1].mean(axis=1)
+    out[:, list(CORNERS), 1] = shapes[:, list(CORNERS), 1] - middle[:, None]
+    return out
 
 
 @lru_cache(maxsize=4)
