@@ -291,3 +291,39 @@ def test_a_raised_corner_takes_its_lip_ring_along():
     neighbours = kept[50, [9, 11], 1]
     assert corner == pytest.approx(-0.08, abs=0.005)
     assert np.abs(corner - neighbours).max() < 0.15 * abs(corner)  # no spike at the corner
+
+
+def test_expression_coordinates_measure_the_corners_from_the_lips_middle():
+    from lipdub.motion.transfer import CORNERS, LIP_MIDDLES, expression_coordinates
+
+    shapes = np.random.default_rng(0).normal(size=(3, len(S.MOTION_POINTS), 2))
+    out = expression_coordinates(shapes)
+    middle = shapes[:, list(LIP_MIDDLES), 1].mean(axis=1)
+    np.testing.assert_allclose(out[:, list(CORNERS), 1], shapes[:, list(CORNERS), 1] - middle[:, None])
+    others = [i for i in range(len(S.MOTION_POINTS)) if i not in CORNERS]
+    np.testing.assert_array_equal(out[:, others], shapes[:, others])
+    np.testing.assert_array_equal(out[..., 0], shapes[..., 0])
+    assert S.MOTION_POINTS[LIP_MIDDLES[0]] == 0 and S.MOTION_POINTS[LIP_MIDDLES[3]] == 14
+
+
+def test_a_yawn_gives_no_frown_and_a_smile_still_lifts_the_corners():
+    """The input yawns for 4 s (lips 0.2 apart, corners at the opening's middle, 0.1 below a closed
+    mouth's); the new speech asks for a closed mouth. The corners stay level with its lips instead
+    of taking the yawn's drop. A smile (corners 0.03 above the lips' middle) still comes through."""
+    from lipdub.motion.transfer import CORNERS, LIP_MIDDLES, keep_slow_expression
+
+    upper, lower = [LIP_MIDDLES[0], LIP_MIDDLES[2]], [LIP_MIDDLES[1], LIP_MIDDLES[3]]
+    yawn = np.zeros((100, len(S.MOTION_POINTS), 2))
+    yawn[:, upper, 1], yawn[:, lower, 1] = -0.1, 0.1  # corners at y = 0: the middle
+    closed = np.zeros_like(yawn)
+    closed[:, upper + lower, 1] = -0.1  # lips together where the yawn's upper lip is
+    closed[:, list(CORNERS), 1] = -0.1
+    kept = keep_slow_expression(closed, yawn, fps=25.0)
+    middle = kept[50, list(LIP_MIDDLES), 1].mean()
+    assert np.abs(kept[50, list(CORNERS), 1] - middle).max() < 0.01  # absolute heights: 0.1 lower
+
+    smile = closed.copy()
+    smile[:, list(CORNERS), 1] = -0.1 - 0.03
+    kept = keep_slow_expression(closed, smile, fps=25.0)
+    middle = kept[50, list(LIP_MIDDLES), 1].mean()
+    np.testing.assert_allclose(kept[50, list(CORNERS), 1] - middle, -0.03, atol=0.004)
