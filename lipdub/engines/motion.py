@@ -79,6 +79,8 @@ class MotionEngineOptions:
     profile_pose_weight: float = B.PROFILE_POSE_WEIGHT
     #: With a profile, extra cost of a mouth whose opening does not fit the target's (`B.UNFIT_COST`).
     unfit_cost: float = B.UNFIT_COST
+    #: The same for the input's own frames, with or without a profile (`B.INPUT_UNFIT_COST`).
+    input_unfit_cost: float = B.INPUT_UNFIT_COST
     #: What paints an opening no input frame can supply (`INTERIORS`): "painted" (the procedural
     #: `lipdub.render.interior.paint_interior`) or "learned" (the bundled
     #: `lipdub.render.learned_interior` network; the painted one if its weights cannot be loaded).
@@ -384,7 +386,8 @@ class MotionEngine:
                 switch_cost=self.options.switch_cost,
                 pose_weight=bank.pose_weights(self.options.pose_weight, self.options.profile_pose_weight),
                 bank_cost=bank.costs(self.options.profile_cost), centred=~bank.from_input,
-                fit=(bank.openings, S.aperture(targets[has_face]), self.options.unfit_cost if has_profile else 0.0))
+                fit=(bank.openings, S.aperture(targets[has_face]),
+                     np.where(bank.from_input, self.options.input_unfit_cost, self.options.unfit_cost)))
         self._chosen = chosen
         picked = chosen >= 0
         self.chosen_sources = np.full(frames, -1, np.int64)

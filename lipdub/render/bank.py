@@ -19,9 +19,10 @@ and, with a personalisation profile (`lipdub.render.profile_bank`), a few dozen 
 same speaker from another video. Each `BankEntry` carries its pixels, its Face Mesh points on
 them and its canonical shape, so the renderer warps any of them the same way. A profile's mouths
 never share the input's light or head pose exactly, so they cost `PROFILE_COST` more in the
-retrieval, and with a profile loaded any mouth whose opening does not fit the target's costs
-`UNFIT_COST` more: an input frame that fits keeps priority and profile mouths fill in where the
-input has none open enough (a closed-mouth photo, nearly always). They lend only the opening, never
+retrieval. A mouth whose opening does not fit the target's costs more (an input frame
+`INPUT_UNFIT_COST`, a profile's `UNFIT_COST`), so the path leaves a closed stretch of the input for
+an open frame rather than paint, an input frame that fits keeps priority, and profile mouths fill
+in where the input has none open enough (a closed-mouth photo, nearly always). They lend only the opening, never
 the skin, and never hold a pause (`lipdub.render.hold` picks among input frames).
 """
 
@@ -49,6 +50,13 @@ PROFILE_POSE_WEIGHT = 0.3
 #: ~0.02 eye units off a half-open target, less than any mouth of another video scores, though its
 #: opening could only be painted. Targets at most `CLOSED_TARGET` open fit any closed mouth.
 UNFIT_COST = 0.02
+#: The extra cost of an input frame whose opening does not fit the target's, with or without a
+#: profile. Without it (stop 19 and before, when it applied only beside a profile) the path kept
+#: following the input's own frames, where leaving them costs two switches (0.04), and a closed
+#: frame under an open target had its opening painted although the next frames showed teeth
+#: (`expressive/man_selfie_grey_tshirt.mp4` + English, frame 46: a black hole under a white bar;
+#: with 0.05 it borrows frame 47's real teeth). Above two switches, so an unfit run is left.
+INPUT_UNFIT_COST = 0.05
 CLOSED_TARGET = 0.02
 #: Points whose canonical position reflects head yaw/pitch (nose tip, nose ridge; the chin is not
 #: used: it moves with speech).
@@ -150,7 +158,8 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
     an extra (B,) cost per entry. ``pose_weight`` may be one number or one per entry. For the
     entries ``centred`` marks (B,) the shape distance ignores where the mouth sits (`centre_lips`
     on both sides): only its shape counts. ``fit`` = (bank openings (B,), target openings (T,),
-    cost): an entry whose opening does not fit the target's (`opening_fits`) costs that much more.
+    cost, one number or (B,) per entry): an entry whose opening does not fit the target's
+    (`opening_fits`) costs that much more.
     """
     from lipdub.render.interior import opening_fits
 
@@ -172,9 +181,9 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
         cost = cost + pose_weight * pose
         if extra is not None:
             cost = cost + extra
-        if fit is not None and fit[2] > 0:
+        if fit is not None and np.any(np.asarray(fit[2]) > 0):
             fits = opening_fits(np.asarray(fit[0])[None, :], np.asarray(fit[1])[start:stop, None], closed=CLOSED_TARGET)
-            cost = cost + np.where(fits, 0.0, fit[2])
+            cost = cost + np.where(fits, 0.0, np.asarray(fit[2], np.float64))
         if exclude_within is not None:
             near = np.abs(np.asarray(target_frames[start:stop])[:, None] - bank_frames[None, :]) <= exclude_within
             cost = np.where(near & (bank_frames >= 0)[None, :], np.inf, cost)
