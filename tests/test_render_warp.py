@@ -131,6 +131,46 @@ def test_bank_picks_the_matching_shape():
     np.testing.assert_array_equal(picked, [7, 7, 20])
 
 
+def test_mouth_widths_measure_the_outer_corners():
+    from lipdub.motion.shape import MOTION_POINTS
+
+    shapes = np.zeros((2, len(MOTION_POINTS), 2))
+    shapes[0, MOTION_POINTS.index(61)] = (-0.3, 0.0)
+    shapes[0, MOTION_POINTS.index(291)] = (0.3, 0.4)
+    np.testing.assert_allclose(B.mouth_widths(shapes), [np.hypot(0.6, 0.4), 0.0])
+
+
+def test_bank_prefers_the_target_width_and_a_mouth_whose_opening_fits():
+    """Width: of two bank mouths, the one nearer by shape is 0.04 too wide, the other as wide as the
+    target but shifted; the width term picks the second. Fit: an input run that matches the target
+    by shape but whose opening cannot serve it is left for an open mouth once not fitting costs
+    more than the switches."""
+    from lipdub.motion.shape import MOTION_POINTS
+
+    right, left = MOTION_POINTS.index(61), MOTION_POINTS.index(291)
+    target = np.zeros((1, len(MOTION_POINTS), 2))
+    target[0, right, 0], target[0, left, 0] = -0.25, 0.25
+    shifted, wider = target.copy(), target.copy()
+    shifted[0, [right, left], 0] += 0.04  # as wide, both corners 0.04 to the side
+    wider[0, left, 0] += 0.04  # 0.04 wider, one corner moved
+    bank = np.concatenate([shifted, wider])
+    np.testing.assert_allclose(B.mouth_widths(bank), [0.5, 0.54])
+    args = (target, np.zeros((1, 2)), np.array([0]), bank, np.zeros((2, 2)), np.array([5, 9]))
+    assert B.choose_sources(*args, width_weight=0.0)[0] == 1  # nearer by shape
+    assert B.choose_sources(*args, width_weight=1.0)[0] == 0  # as wide as the target
+
+    run = np.repeat(target, 4, axis=0)  # bank 0-2: the input's own run, exactly the target's shape
+    run[3, left, 0] += 0.01  # bank 3 (input frame 40): a little off by shape, but open
+    targets = np.repeat(target, 3, axis=0)
+    args = (targets, np.zeros((3, 2)), np.arange(3), run, np.zeros((4, 2)), np.array([0, 1, 2, 40]))
+    openings, wanted = np.array([0.0, 0.0, 0.0, 0.1]), np.full(3, 0.1)
+    assert (B.choose_sources(*args, switch_cost=0.02) < 3).all()  # the run (tied: any of it)
+    fit = (openings, wanted, np.array([B.INPUT_UNFIT_COST] * 4))
+    np.testing.assert_array_equal(B.choose_sources(*args, switch_cost=0.02, fit=fit), [3, 3, 3])
+    fit = (openings, wanted, 0.0)  # no fit cost: shape alone keeps the run
+    assert (B.choose_sources(*args, switch_cost=0.02, fit=fit) < 3).all()
+
+
 def test_patch_spool_round_trip():
     spool = B.PatchSpool()
     a = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)

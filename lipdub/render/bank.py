@@ -58,6 +58,14 @@ UNFIT_COST = 0.02
 #: with 0.05 it borrows frame 47's real teeth). Above two switches, so an unfit run is left.
 INPUT_UNFIT_COST = 0.05
 CLOSED_TARGET = 0.02
+#: Weight of the mouth-width difference (outer corners, canonical eye units) in the retrieval, on top
+#: of the shape distance. Face Mesh re-reads a borrowed opening's own width into the output's
+#: mouth: regressed over `woman_seated_vertical` dubbed in German, the re-measured width moved with
+#: the target's at 0.90 and with the borrowed mouth's difference from it at 0.13-0.22, so random
+#: widths from other moments flattened the kept expression (1 s width range 0.706 of the input's
+#: without this term; 0.789 at weight 1, 0.722 at 0.5, 0.742 at 2; in Russian 0.689 -> 0.734 at 1).
+#: A borrowed mouth of the target's width is also stretched less.
+WIDTH_WEIGHT = 1.0
 #: Points whose canonical position reflects head yaw/pitch (nose tip, nose ridge; the chin is not
 #: used: it moves with speech).
 POSE_POINTS = (1, 4, 5, 195)
@@ -110,6 +118,15 @@ def shape_distances(targets: np.ndarray, bank: np.ndarray, weights: np.ndarray) 
     return np.sqrt(np.maximum(squared, 0.0))
 
 
+def mouth_widths(shapes: np.ndarray) -> np.ndarray:
+    """(...,) distance between the outer mouth corners (61, 291) of (..., P, 2) motion-point shapes."""
+    from lipdub.motion.shape import MOTION_POINTS
+
+    shapes = np.asarray(shapes, np.float64)
+    right, left = MOTION_POINTS.index(61), MOTION_POINTS.index(291)
+    return np.linalg.norm(shapes[..., right, :] - shapes[..., left, :], axis=-1)
+
+
 def centre_lips(shapes: np.ndarray) -> np.ndarray:
     """(..., P, 2) motion-point shapes moved so that the lip points' (outer + inner) centroid is 0."""
     shapes = np.asarray(shapes, np.float64)
@@ -146,7 +163,8 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
                    exclude_within: int | None = None, candidates: int = CANDIDATES,
                    switch_cost: float = SWITCH_COST, pose_weight: float = POSE_WEIGHT,
                    bank_cost: np.ndarray | None = None, centred: np.ndarray | None = None,
-                   fit: tuple[np.ndarray, np.ndarray, float] | None = None, chunk: int = 512) -> np.ndarray:
+                   fit: tuple[np.ndarray, np.ndarray, float] | None = None, width_weight: float = WIDTH_WEIGHT,
+                   chunk: int = 512) -> np.ndarray:
     """(T,) bank ids for T output frames (see the module docstring).
 
     ``target_frames``: the input frame each output frame shows; ``bank_frames``: the input frame
@@ -159,7 +177,8 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
     entries ``centred`` marks (B,) the shape distance ignores where the mouth sits (`centre_lips`
     on both sides): only its shape counts. ``fit`` = (bank openings (B,), target openings (T,),
     cost, one number or (B,) per entry): an entry whose opening does not fit the target's
-    (`opening_fits`) costs that much more.
+    (`opening_fits`) costs that much more. ``width_weight`` times the difference of mouth widths
+    (`mouth_widths`) is added to every cost.
     """
     from lipdub.render.interior import opening_fits
 
@@ -170,6 +189,7 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
     centred_bank = centre_lips(np.asarray(bank_shapes)[centred])
     pose_weight = np.asarray(pose_weight, np.float64)
     k = min(candidates, len(bank_frames))
+    bank_widths = mouth_widths(bank_shapes)
     chosen_ids, chosen_costs = [], []
     for start in range(0, len(target_shapes), chunk):
         stop = min(len(target_shapes), start + chunk)
@@ -179,6 +199,8 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
         pose = np.linalg.norm(np.asarray(target_pose[start:stop], np.float64)[:, None, :]
                               - np.asarray(bank_pose, np.float64)[None, :, :], axis=-1)
         cost = cost + pose_weight * pose
+        if width_weight > 0:
+            cost = cost + width_weight * np.abs(mouth_widths(target_shapes[start:stop])[:, None] - bank_widths[None, :])
         if extra is not None:
             cost = cost + extra
         if fit is not None and np.any(np.asarray(fit[2]) > 0):
