@@ -77,7 +77,7 @@ class MotionEngineOptions:
     #: difference (`lipdub.render.bank.PROFILE_COST`, `PROFILE_POSE_WEIGHT`).
     profile_cost: float = B.PROFILE_COST
     profile_pose_weight: float = B.PROFILE_POSE_WEIGHT
-    #: With a profile, extra cost of a mouth whose opening does not fit the target's (`B.UNFIT_COST`).
+    #: Extra cost of a profile's mouth whose opening does not fit the target's (`B.UNFIT_COST`).
     unfit_cost: float = B.UNFIT_COST
     #: The same for the input's own frames, with or without a profile (`B.INPUT_UNFIT_COST`).
     input_unfit_cost: float = B.INPUT_UNFIT_COST

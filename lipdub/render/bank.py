@@ -45,7 +45,7 @@ POSE_WEIGHT = 1.0
 #: weight of its head-pose difference (its pose is measured in another video's canonical frame).
 PROFILE_COST = 0.01
 PROFILE_POSE_WEIGHT = 0.3
-#: With a profile, the extra cost of a mouth whose opening does not fit the target's
+#: The extra cost of a profile's mouth whose opening does not fit the target's
 #: (`lipdub.render.interior.opening_fits`): the shape distance alone rates a closed photo only
 #: ~0.02 eye units off a half-open target, less than any mouth of another video scores, though its
 #: opening could only be painted. Targets at most `CLOSED_TARGET` open fit any closed mouth.
@@ -163,7 +163,7 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
                    exclude_within: int | None = None, candidates: int = CANDIDATES,
                    switch_cost: float = SWITCH_COST, pose_weight: float = POSE_WEIGHT,
                    bank_cost: np.ndarray | None = None, centred: np.ndarray | None = None,
-                   fit: tuple[np.ndarray, np.ndarray, float] | None = None, width_weight: float = WIDTH_WEIGHT,
+                   fit: tuple[np.ndarray, np.ndarray, float | np.ndarray] | None = None, width_weight: float = WIDTH_WEIGHT,
                    chunk: int = 512) -> np.ndarray:
     """(T,) bank ids for T output frames (see the module docstring).
 
