@@ -327,3 +327,22 @@ def test_a_yawn_gives_no_frown_and_a_smile_still_lifts_the_corners():
     kept = keep_slow_expression(closed, smile, fps=25.0)
     middle = kept[50, list(LIP_MIDDLES), 1].mean()
     np.testing.assert_allclose(kept[50, list(CORNERS), 1] - middle, -0.03, atol=0.004)
+
+
+def test_keep_slow_expression_correction_stays_below_speech_rates():
+    """The eight refinement passes add the input's slow band, not wobble: with speech-rate width
+    motion (4-6 Hz) on both sides and a slow smile (0.25 Hz) in the input, the correction the
+    target receives carries almost nothing above 2 Hz."""
+    from lipdub.motion.transfer import keep_slow_expression
+
+    fps, n = 25.0, 250
+    t = np.arange(n) / fps
+    own = np.zeros((n, len(S.MOTION_POINTS), 2))
+    own[:, S.LEFT_CORNER, 0] = 0.04 * np.sin(2 * np.pi * 0.25 * t) + 0.01 * np.sin(2 * np.pi * 5.0 * t)
+    targets = np.zeros_like(own)
+    targets[:, S.LEFT_CORNER, 0] = 0.01 * np.sin(2 * np.pi * 4.3 * t + 1.0)
+    correction = (keep_slow_expression(targets, own, fps) - targets)[:, S.LEFT_CORNER, 0]
+    power = np.abs(np.fft.rfft(correction - correction.mean())) ** 2
+    freqs = np.fft.rfftfreq(n, 1 / fps)
+    assert power[freqs > 2.0].sum() < 0.003 * power.sum()  # 0.0004 here; 0.006 with a 0.04 s Gaussian
+    assert power[freqs < 0.5].sum() > 0.9 * power.sum()
