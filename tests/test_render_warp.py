@@ -131,13 +131,13 @@ def test_bank_picks_the_matching_shape():
     np.testing.assert_array_equal(picked, [7, 7, 20])
 
 
-def test_mouth_widths_measure_the_outer_corners():
-    from lipdub.motion.shape import MOTION_POINTS
+def test_mouth_width_measures_the_outer_corners():
+    from lipdub.motion.shape import MOTION_POINTS, mouth_width
 
     shapes = np.zeros((2, len(MOTION_POINTS), 2))
     shapes[0, MOTION_POINTS.index(61)] = (-0.3, 0.0)
     shapes[0, MOTION_POINTS.index(291)] = (0.3, 0.4)
-    np.testing.assert_allclose(B.mouth_widths(shapes), [np.hypot(0.6, 0.4), 0.0])
+    np.testing.assert_allclose(mouth_width(shapes), [np.hypot(0.6, 0.4), 0.0])
 
 
 def test_bank_prefers_the_target_width_and_a_mouth_whose_opening_fits():
@@ -145,7 +145,7 @@ def test_bank_prefers_the_target_width_and_a_mouth_whose_opening_fits():
     target but shifted; the width term picks the second. Fit: an input run that matches the target
     by shape but whose opening cannot serve it is left for an open mouth once not fitting costs
     more than the switches."""
-    from lipdub.motion.shape import MOTION_POINTS
+    from lipdub.motion.shape import MOTION_POINTS, mouth_width
 
     right, left = MOTION_POINTS.index(61), MOTION_POINTS.index(291)
     target = np.zeros((1, len(MOTION_POINTS), 2))
@@ -154,7 +154,7 @@ def test_bank_prefers_the_target_width_and_a_mouth_whose_opening_fits():
     shifted[0, [right, left], 0] += 0.04  # as wide, both corners 0.04 to the side
     wider[0, left, 0] += 0.04  # 0.04 wider, one corner moved
     bank = np.concatenate([shifted, wider])
-    np.testing.assert_allclose(B.mouth_widths(bank), [0.5, 0.54])
+    np.testing.assert_allclose(mouth_width(bank), [0.5, 0.54])
     args = (target, np.zeros((1, 2)), np.array([0]), bank, np.zeros((2, 2)), np.array([5, 9]))
     assert B.choose_sources(*args, width_weight=0.0)[0] == 1  # nearer by shape
     assert B.choose_sources(*args, width_weight=1.0)[0] == 0  # as wide as the target

@@ -152,6 +152,12 @@ def aperture(shapes: np.ndarray) -> np.ndarray:
     return np.linalg.norm(shapes[:, UPPER_INNER] - shapes[:, LOWER_INNER], axis=-1)
 
 
+def mouth_width(shapes: np.ndarray) -> np.ndarray:
+    """(T,) distance between the outer mouth corners (61, 291) of canonical motion shapes, in eye units."""
+    shapes = np.asarray(shapes, np.float64)
+    return np.linalg.norm(shapes[:, LEFT_CORNER] - shapes[:, RIGHT_CORNER], axis=-1)
+
+
 def moving_average(values: np.ndarray, span: int) -> np.ndarray:
     """Centred moving average over ``span`` samples along axis 0, edges using what exists; NaN-aware."""
     values = np.asarray(values, np.float64)

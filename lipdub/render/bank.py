@@ -118,15 +118,6 @@ def shape_distances(targets: np.ndarray, bank: np.ndarray, weights: np.ndarray) 
     return np.sqrt(np.maximum(squared, 0.0))
 
 
-def mouth_widths(shapes: np.ndarray) -> np.ndarray:
-    """(...,) distance between the outer mouth corners (61, 291) of (..., P, 2) motion-point shapes."""
-    from lipdub.motion.shape import MOTION_POINTS
-
-    shapes = np.asarray(shapes, np.float64)
-    right, left = MOTION_POINTS.index(61), MOTION_POINTS.index(291)
-    return np.linalg.norm(shapes[..., right, :] - shapes[..., left, :], axis=-1)
-
-
 def centre_lips(shapes: np.ndarray) -> np.ndarray:
     """(..., P, 2) motion-point shapes moved so that the lip points' (outer + inner) centroid is 0."""
     shapes = np.asarray(shapes, np.float64)
@@ -178,8 +169,9 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
     on both sides): only its shape counts. ``fit`` = (bank openings (B,), target openings (T,),
     cost, one number or (B,) per entry): an entry whose opening does not fit the target's
     (`opening_fits`) costs that much more. ``width_weight`` times the difference of mouth widths
-    (`mouth_widths`) is added to every cost.
+    (`lipdub.motion.shape.mouth_width`) is added to every cost.
     """
+    from lipdub.motion.shape import mouth_width
     from lipdub.render.interior import opening_fits
 
     weights = shape_weights(np.asarray(bank_shapes).shape[1])
@@ -189,7 +181,7 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
     centred_bank = centre_lips(np.asarray(bank_shapes)[centred])
     pose_weight = np.asarray(pose_weight, np.float64)
     k = min(candidates, len(bank_frames))
-    bank_widths = mouth_widths(bank_shapes)
+    bank_widths = mouth_width(bank_shapes)
     chosen_ids, chosen_costs = [], []
     for start in range(0, len(target_shapes), chunk):
         stop = min(len(target_shapes), start + chunk)
@@ -200,7 +192,7 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
                               - np.asarray(bank_pose, np.float64)[None, :, :], axis=-1)
         cost = cost + pose_weight * pose
         if width_weight > 0:
-            cost = cost + width_weight * np.abs(mouth_widths(target_shapes[start:stop])[:, None] - bank_widths[None, :])
+            cost = cost + width_weight * np.abs(mouth_width(target_shapes[start:stop])[:, None] - bank_widths[None, :])
         if extra is not None:
             cost = cost + extra
         if fit is not None and np.any(np.asarray(fit[2]) > 0):

@@ -166,7 +166,7 @@ def build_profile_bank(video: Path, stop_frame: int | None = None, capacity: int
     transforms, canonical = S.canonical_mesh(smoothed, raw)
     shapes = canonical[:, list(S.MOTION_POINTS)]
     openings = S.aperture(shapes)
-    widths = np.linalg.norm(shapes[:, S.LEFT_CORNER] - shapes[:, S.RIGHT_CORNER], axis=-1)
+    widths = S.mouth_width(shapes)
     poses = pose_features(canonical)
     picks = select_bank_frames(openings, widths, poses, np.asarray(sharp), capacity, min_opening)
     if len(picks) == 0:
