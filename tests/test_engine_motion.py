@@ -104,6 +104,33 @@ def test_a_pause_shows_one_closed_mouth_of_the_input():
     engine.close()
 
 
+def test_a_pause_aimed_slightly_open_borrows_one_real_parted_mouth():
+    """A hold whose target parts the lips (0.02-0.05 eye units) shows one real, slightly open mouth
+    of the input (`choose_slit_frame`), not a painted slit, and no paint is drawn over it."""
+    from unittest import mock
+
+    import lipdub.engines.motion as M
+    from lipdub.motion import shape as S
+
+    engine, jobs, _ = _prepared(shared_file("data/train/real/woman_flag.mp4"), ZeroMotion())
+    targets = engine._targets.copy()
+    lower = [S.MOTION_POINTS.index(p) for p in S.LIP_INNER[1:10]]
+    targets[:, lower, 1] += 0.04  # part the lips of the closed rest shape
+    engine.use_targets(targets)
+    engine.hold_pauses(np.zeros(len(targets)))
+    wanted = S.aperture(engine._targets)
+    assert ((wanted > 0.02) & (wanted <= 0.05)).mean() > 0.9
+    slit = engine._hold_slit[engine._has_face]
+    assert len(slit) and (slit == slit[0]).all() and slit[0] >= 0  # one mouth for the whole pause
+    assert engine._bank.from_input[slit[0]]
+    job = jobs[10]
+    with mock.patch.object(M, "interior_alpha", wraps=M.interior_alpha) as alpha:
+        engine.render([job])
+    assert engine.chosen_sources[job.index] == engine._bank_frames[slit[0]]
+    assert all(M.interior_alpha(*c.args, **c.kwargs) == 0 for c in alpha.call_args_list)
+    engine.close()
+
+
 def test_a_turning_head_keeps_the_target_mouth_on_its_own_mouth():
     """The target follows the head's quick sideways turns (`follow_fast_pose`): on a clip that
     turns to three-quarter view, the target lips sit beside the frame's own by 0.015 eye units rms

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lipdub.render.hold import choose_hold_frame, hold_weights, pause_runs
+from lipdub.render.hold import choose_hold_frame, choose_slit_frame, hold_weights, pause_runs
 
 
 def test_pause_runs_keep_only_long_shut_stretches():
@@ -59,3 +59,19 @@ def test_hold_frame_is_the_most_closed_within_reach():
     # nothing within reach: the nearest with a face (frame 30 has none)
     assert choose_hold_frame(frames, openings, centre=31, reach=2) == 4
     assert choose_hold_frame(frames[:1], np.array([np.nan]), centre=0, reach=5) == -1
+
+
+def test_slit_frame_fits_the_most_parted_targets_of_the_hold():
+    """Openings fit a target t within 0.7 t .. t / 0.7 + 0.015 (`opening_fits`)."""
+    frames = np.array([0, 10, 20, 30, 40])
+    openings = np.array([0.029, 0.040, 0.001, np.nan, 0.150])
+    targets = np.array([0.032, 0.045, 0.056])
+    # 0.029 fits only 0.032 (0.7 x 0.045 = 0.0315 > 0.029); 0.040 fits all three; shut or gaping fit none
+    assert choose_slit_frame(frames, openings, centre=20, reach=40, targets=targets) == 1
+    # out of reach: the next best within it
+    assert choose_slit_frame(frames, openings, centre=0, reach=5, targets=targets) == 0
+    # equally good: the nearer one
+    assert choose_slit_frame(np.array([0, 30]), np.array([0.04, 0.04]), centre=20, reach=30, targets=targets) == 1
+    # nothing fits (only shut and gaping mouths), or no face: -1, and the slit is painted
+    assert choose_slit_frame(frames[[2, 4]], openings[[2, 4]], centre=20, reach=40, targets=targets) == -1
+    assert choose_slit_frame(frames[:1], np.array([np.nan]), centre=0, reach=5, targets=targets) == -1

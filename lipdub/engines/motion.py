@@ -37,8 +37,8 @@ from lipdub.face.blend import LOWER_FACE_OUTLINE, feathered_polygons, inner_feat
 from lipdub.motion import shape as S
 from lipdub.motion.transfer import POSE_POINTS, follow_fast_pose, keep_slow_expression, speaker_scale, target_shapes
 from lipdub.render import bank as B
-from lipdub.render.hold import (FADE_SECONDS, NEARLY_SHUT, SEARCH_SECONDS, choose_hold_frame, closing_runs, hold_weights,
-                                pause_runs, runs_of)
+from lipdub.render.hold import (FADE_SECONDS, NEARLY_SHUT, SEARCH_SECONDS, choose_hold_frame, choose_slit_frame,
+                                closing_runs, hold_weights, pause_runs, runs_of)
 from lipdub.render.interior import FIT_SLACK, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
 from lipdub.render.mesh import MESH_POINTS, build_mesh, surface_distances, unfold, warp_vertices
 from lipdub.render.warp import bounding_rect, warp_patch
@@ -227,6 +227,7 @@ class MotionEngine:
         self.chosen_profile: np.ndarray | None = None  # profile mouth it shows instead, or -1
         self.target_aperture: list[float] | None = None  # per output frame, for `lipdub eval-set`
         self._hold_bank: np.ndarray | None = None  # per output frame: bank entry its pause holds, or -1
+        self._hold_slit: np.ndarray | None = None  # per output frame: bank entry a held, slightly parted mouth borrows, or -1
         self._hold_weight: np.ndarray | None = None  # per output frame: 0..1 share of the hold frame
         self._anticipated = None  # an early motion prediction (`anticipate`)
         self._pool = None  # render threads, made on first use
@@ -320,12 +321,14 @@ class MotionEngine:
         frames = len(self._sources)
         self._hold_bank = np.full(frames, -1, np.int64)
         self._hold_weight = np.zeros(frames)
+        self._hold_slit = np.full(frames, -1, np.int64)
         if not self._bank.from_input.any():
             return
         fade = int(round(FADE_SECONDS * self._fps))
         pauses = pause_runs(gate, self._fps)
         own_open = np.where(self._has_face, S.aperture(self._shapes[self._sources]), np.nan)
         closing = closing_runs(own_open, S.aperture(self._targets), fade)
+        targets_open = S.aperture(self._targets)
         held = np.zeros(frames, bool)
         for a, b in pauses + closing:
             held[a:b] = True
@@ -351,6 +354,12 @@ class MotionEngine:
             if pick >= 0:
                 self._hold_bank[a:b] = pick
                 kept.append((a, b))
+                parted = targets_open[a:b][(targets_open[a:b] > B.CLOSED_TARGET) & (targets_open[a:b] <= NEARLY_SHUT)]
+                if len(parted):
+                    # Only the opening is lent, as the bank lends it to any frame: the whole input may.
+                    self._hold_slit[a:b] = choose_slit_frame(self._bank_frames, allowed, float(np.median(sources)),
+                                                             float(max(np.ptp(self._bank_frames), 1)),
+                                                             parted)
         self._hold_weight = hold_weights(frames, kept, fade)
         if kept:
             logger.info("holding %d pause(s) or closings on one closed mouth each (%d frames; %d closing runs)",
@@ -401,7 +410,7 @@ class MotionEngine:
             logger.info("mouth bank: %d output frames may borrow a profile mouth, %d an input frame's",
                         int((self.chosen_profile >= 0).sum()), int((self.chosen_sources >= 0).sum()))
         self.target_aperture = [float("nan")] * frames
-        self._hold_bank, self._hold_weight = None, None
+        self._hold_bank, self._hold_weight, self._hold_slit = None, None, None
 
     # -- drawing ---------------------------------------------------------------------------------
     def target_frame_points(self, output_index: int, base_frame: int | None = None) -> np.ndarray:
@@ -478,14 +487,21 @@ class MotionEngine:
         # A hold frame keeps its own while the target is (nearly) shut: a still mouth must not switch
         # interiors. Held through a yawn's speech (`closing_runs`), its closed mouth opens onto a bank mouth.
         held = lips_frame != j
+        # A hold whose target parts the lips a little borrows a real slightly open mouth near it
+        # (`choose_slit_frame`): one per hold, so the still mouth keeps one interior.
+        borrow = self._chosen[i]
         if held:
             own_allowed = opening_target <= NEARLY_SHUT or own_interior_fits(opening_own, opening_target)
+            slit = self._hold_slit[i]
+            if not own_interior_fits(opening_own, opening_target) and slit >= 0 \
+                    and opening_fits(self._bank.openings[slit], opening_target):
+                own_allowed, borrow = False, slit
         else:
             own_allowed = self.options.exclude_seconds is None and own_interior_fits(opening_own, opening_target)
-        if own_allowed or self._chosen[i] < 0:
+        if own_allowed or borrow < 0:
             source = B.BankEntry(lips_image, lips_origin, lips_points, self._shapes[lips_frame], opening_own, lips_frame)
         else:
-            source = self._bank.entry(self._chosen[i])
+            source = self._bank.entry(borrow)
         self.chosen_sources[i], self.chosen_profile[i] = source.frame, source.profile_index
         crop, origin, source_points = source.crop, source.origin, np.asarray(source.points, np.float64)
         # The opening is small: warp only its own box, then place it in the patch.

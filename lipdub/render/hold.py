@@ -117,3 +117,31 @@ def choose_hold_frame(candidates: np.ndarray, openings: np.ndarray, centre: floa
         return int(np.argmin(np.where(valid, distance, np.inf)))
     cost = openings + tie_break * distance / max(reach, 1.0)
     return int(np.argmin(np.where(near, cost, np.inf)))
+
+
+def choose_slit_frame(candidates: np.ndarray, openings: np.ndarray, centre: float, reach: float,
+                      targets: np.ndarray, tie_break: float = 0.002) -> int:
+    """Index into ``candidates`` (input frame numbers) of a mouth a held frame may borrow its opening
+    from while its target parts the lips a little (``targets``: the hold's openings in eye units
+    above `lipdub.render.bank.CLOSED_TARGET`).
+
+    A hold frame is closed, and painting a 2-5 px slit into it drew a hard black line over a white
+    one. One mouth serves the whole hold, so its interior does not flicker: among candidates within
+    ``reach`` frames of ``centre``, the one whose opening fits (`lipdub.render.interior.opening_fits`)
+    the most of ``targets``, then whose opening is nearest their median, nearer frames winning ties
+    (``tie_break`` eye units per ``reach``); -1 when none fits any (the slit is painted as before).
+    """
+    from lipdub.render.interior import opening_fits
+
+    candidates = np.asarray(candidates, np.float64)
+    openings = np.asarray(openings, np.float64)
+    targets = np.asarray(targets, np.float64).ravel()
+    usable = np.isfinite(openings) & (np.abs(candidates - centre) <= reach)
+    if not usable.any() or not len(targets):
+        return -1
+    served = np.zeros(len(openings), np.int64)
+    served[usable] = opening_fits(openings[usable, None], targets[None, :]).sum(axis=1)
+    if served.max() == 0:
+        return -1
+    cost = np.abs(openings - np.median(targets)) + tie_break * np.abs(candidates - centre) / max(reach, 1.0)
+    return int(np.argmin(np.where(served == served.max(), cost, np.inf)))
