@@ -168,7 +168,34 @@ def test_bank_prefers_the_target_width_and_a_mouth_whose_opening_fits():
     fit = (openings, wanted, np.array([B.INPUT_UNFIT_COST] * 4))
     np.testing.assert_array_equal(B.choose_sources(*args, switch_cost=0.02, fit=fit), [3, 3, 3])
     fit = (openings, wanted, 0.0)  # no fit cost: shape alone keeps the run
-    assert (B.choose_sources(*args, switch_cost=0.02, fit=fit) < 3).all()
+    assert (B.choose_sources(*args, switch_cost=0.02, fit=fit, paint_cost=0.0) < 3).all()
+
+
+def test_bank_leaves_a_shut_run_that_would_be_painted():
+    """The open mouth lies 0.06 off by shape (3 frames + a switch: 0.20); the shut run, whose
+    opening would be painted, costs 0.15 by the flat unfit cost and 0.30 with the paint cost."""
+    from lipdub.motion.shape import MOTION_POINTS
+
+    target = np.zeros((1, len(MOTION_POINTS), 2))
+    target[0, MOTION_POINTS.index(61), 0], target[0, MOTION_POINTS.index(291), 0] = -0.25, 0.25
+    bank = np.repeat(target, 4, axis=0)
+    bank[3, :, 1] += 0.06  # input frame 40: open, but 0.06 eye units off by shape
+    args = (np.repeat(target, 3, axis=0), np.zeros((3, 2)), np.arange(3), bank, np.zeros((4, 2)), np.array([0, 1, 2, 40]))
+    fit = (np.array([0.0, 0.0, 0.0, 0.1]), np.full(3, 0.1), B.INPUT_UNFIT_COST)
+    assert (B.choose_sources(*args, switch_cost=0.02, fit=fit, paint_cost=0.0) < 3).all()
+    np.testing.assert_array_equal(B.choose_sources(*args, switch_cost=0.02, fit=fit, paint_cost=0.05), [3, 3, 3])
+
+
+def test_interior_alpha_known_values():
+    """Painted in full below 0.35 of the target's opening, none from 0.7 of it, from `OPEN_ENOUGH`
+    (0.05) or for a target of at most 0.02; element-wise on arrays."""
+    from lipdub.render.interior import interior_alpha
+
+    assert interior_alpha(0.0, 0.1) == 1.0 and interior_alpha(0.07, 0.1) == 0.0
+    assert interior_alpha(0.0525, 0.1) == 0.0  # open enough: stretched, not painted
+    assert interior_alpha(0.0, 0.02) == 0.0
+    np.testing.assert_allclose(interior_alpha(np.array([[0.0], [0.03675]]), np.array([0.07, 0.015])),
+                               [[1.0, 0.0], [0.5, 0.0]])
 
 
 def test_patch_spool_round_trip():

@@ -81,6 +81,8 @@ class MotionEngineOptions:
     unfit_cost: float = B.UNFIT_COST
     #: The same for the input's own frames, with or without a profile (`B.INPUT_UNFIT_COST`).
     input_unfit_cost: float = B.INPUT_UNFIT_COST
+    #: ... and of any mouth whose opening would be painted, times the paint's weight (`B.PAINT_COST`).
+    paint_cost: float = B.PAINT_COST
     #: Weight of the mouth-width difference in the retrieval (`B.WIDTH_WEIGHT`).
     width_weight: float = B.WIDTH_WEIGHT
     #: What paints an opening no input frame can supply (`INTERIORS`): "painted" (the procedural
@@ -399,7 +401,7 @@ class MotionEngine:
                 bank_cost=bank.costs(self.options.profile_cost), centred=~bank.from_input,
                 fit=(bank.openings, S.aperture(targets[has_face]),
                      np.where(bank.from_input, self.options.input_unfit_cost, self.options.unfit_cost)),
-                width_weight=self.options.width_weight)
+                width_weight=self.options.width_weight, paint_cost=self.options.paint_cost)
         self._chosen = chosen
         picked = chosen >= 0
         self.chosen_sources = np.full(frames, -1, np.int64)

@@ -58,6 +58,13 @@ UNFIT_COST = 0.02
 #: with 0.05 it borrows frame 47's real teeth). Above two switches, so an unfit run is left.
 INPUT_UNFIT_COST = 0.05
 CLOSED_TARGET = 0.02
+#: On top of that, an entry whose opening would have to be painted (`interior_alpha`: a nearly shut
+#: mouth under a clearly open target) costs this much times the paint's weight. The flat unfit cost
+#: rates a shut frame under a wide-open target like a half-open one, and beside the frame's own
+#: head pose (pose distance 0, where the nearest fitting mouth is 0.01-0.06 off) the path kept it:
+#: `woman_flag` + French, frames 44 and 46 (openings 0.025 and 0.036 for targets 0.16-0.17), a
+#: painted dark hole between frames showing teeth.
+PAINT_COST = 0.05
 #: Weight of the mouth-width difference (outer corners, canonical eye units) in the retrieval, on top
 #: of the shape distance. Face Mesh re-reads a borrowed opening's own width into the output's
 #: mouth: regressed over `woman_seated_vertical` dubbed in German, the re-measured width moved with
@@ -155,6 +162,7 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
                    switch_cost: float = SWITCH_COST, pose_weight: float = POSE_WEIGHT,
                    bank_cost: np.ndarray | None = None, centred: np.ndarray | None = None,
                    fit: tuple[np.ndarray, np.ndarray, float | np.ndarray] | None = None, width_weight: float = WIDTH_WEIGHT,
+                   paint_cost: float = PAINT_COST,
                    chunk: int = 512) -> np.ndarray:
     """(T,) bank ids for T output frames (see the module docstring).
 
@@ -168,11 +176,12 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
     entries ``centred`` marks (B,) the shape distance ignores where the mouth sits (`centre_lips`
     on both sides): only its shape counts. ``fit`` = (bank openings (B,), target openings (T,),
     cost, one number or (B,) per entry): an entry whose opening does not fit the target's
-    (`opening_fits`) costs that much more. ``width_weight`` times the difference of mouth widths
+    (`opening_fits`) costs that much more, and one whose opening would be painted
+    (`interior_alpha`) ``paint_cost`` times the paint's weight on top. ``width_weight`` times the difference of mouth widths
     (`lipdub.motion.shape.mouth_width`) is added to every cost.
     """
     from lipdub.motion.shape import mouth_width
-    from lipdub.render.interior import opening_fits
+    from lipdub.render.interior import interior_alpha, opening_fits
 
     weights = shape_weights(np.asarray(bank_shapes).shape[1])
     bank_frames = np.asarray(bank_frames, np.int64)
@@ -198,6 +207,9 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
         if fit is not None and np.any(np.asarray(fit[2]) > 0):
             fits = opening_fits(np.asarray(fit[0])[None, :], np.asarray(fit[1])[start:stop, None], closed=CLOSED_TARGET)
             cost = cost + np.where(fits, 0.0, np.asarray(fit[2], np.float64))
+        if fit is not None and paint_cost > 0:
+            cost = cost + paint_cost * interior_alpha(np.asarray(fit[0])[None, :], np.asarray(fit[1])[start:stop, None],
+                                                      closed=CLOSED_TARGET)
         if exclude_within is not None:
             near = np.abs(np.asarray(target_frames[start:stop])[:, None] - bank_frames[None, :]) <= exclude_within
             cost = np.where(near & (bank_frames >= 0)[None, :], np.inf, cost)

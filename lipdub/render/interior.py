@@ -48,12 +48,15 @@ def opening_fits(own, target, slack: float = FIT_SLACK, closed: float | None = N
     return (lower <= own) & (own <= target / OWN_INTERIOR_RATIO + slack)
 
 
-def interior_alpha(source_opening: float, target_opening: float, closed: float = 0.02) -> float:
-    """0..1 weight of the painted interior, from the two openings (eye units)."""
-    if target_opening <= closed or source_opening >= OPEN_ENOUGH:
-        return 0.0
-    ratio = source_opening / target_opening
-    return float(np.clip((OWN_INTERIOR_RATIO - ratio) / (OWN_INTERIOR_RATIO / 2), 0.0, 1.0))
+def interior_alpha(source_opening, target_opening, closed: float = 0.02):
+    """0..1 weight of the painted interior, from the two openings (eye units; broadcasts, a float
+    for two numbers)."""
+    source = np.asarray(source_opening, np.float64)
+    target = np.asarray(target_opening, np.float64)
+    ratio = source / np.maximum(target, 1e-9)
+    alpha = np.clip((OWN_INTERIOR_RATIO - ratio) / (OWN_INTERIOR_RATIO / 2), 0.0, 1.0)
+    alpha = np.where((target <= closed) | (source >= OPEN_ENOUGH), 0.0, alpha)
+    return float(alpha) if alpha.ndim == 0 else alpha
 
 
 def teeth_colour(image: np.ndarray, eye_rings: list[np.ndarray], lips_rgb: np.ndarray) -> np.ndarray:
