@@ -75,3 +75,7 @@ def test_slit_frame_fits_the_most_parted_targets_of_the_hold():
     # nothing fits (only shut and gaping mouths), or no face: -1, and the slit is painted
     assert choose_slit_frame(frames[[2, 4]], openings[[2, 4]], centre=20, reach=40, targets=targets) == -1
     assert choose_slit_frame(frames[:1], np.array([np.nan]), centre=0, reach=5, targets=targets) == -1
+    # with widths: of two that fit, the one as wide as the target, though its opening is further off
+    two = dict(candidates=np.array([0, 10]), openings=np.array([0.045, 0.040]), centre=0, reach=40, targets=targets)
+    assert choose_slit_frame(**two) == 0
+    assert choose_slit_frame(**two, widths=np.array([0.41, 0.53]), target_width=0.52) == 1

@@ -331,6 +331,7 @@ class MotionEngine:
         own_open = np.where(self._has_face, S.aperture(self._shapes[self._sources]), np.nan)
         closing = closing_runs(own_open, S.aperture(self._targets), fade)
         targets_open = S.aperture(self._targets)
+        bank_widths = S.mouth_width(self._bank.shapes)
         held = np.zeros(frames, bool)
         for a, b in pauses + closing:
             held[a:b] = True
@@ -356,12 +357,13 @@ class MotionEngine:
             if pick >= 0:
                 self._hold_bank[a:b] = pick
                 kept.append((a, b))
-                parted = targets_open[a:b][(targets_open[a:b] > B.CLOSED_TARGET) & (targets_open[a:b] <= NEARLY_SHUT)]
-                if len(parted):
+                parted = (targets_open[a:b] > B.CLOSED_TARGET) & (targets_open[a:b] <= NEARLY_SHUT)
+                if parted.any():
                     # Only the opening is lent, as the bank lends it to any frame: the whole input may.
-                    self._hold_slit[a:b] = choose_slit_frame(self._bank_frames, allowed, float(np.median(sources)),
-                                                             float(max(np.ptp(self._bank_frames), 1)),
-                                                             parted)
+                    self._hold_slit[a:b] = choose_slit_frame(
+                        self._bank_frames, allowed, float(np.median(sources)), float(max(np.ptp(self._bank_frames), 1)),
+                        targets_open[a:b][parted], bank_widths,
+                        float(np.median(S.mouth_width(self._targets[a:b][parted]))))
         self._hold_weight = hold_weights(frames, kept, fade)
         if kept:
             logger.info("holding %d pause(s) or closings on one closed mouth each (%d frames; %d closing runs)",

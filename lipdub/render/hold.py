@@ -120,7 +120,8 @@ def choose_hold_frame(candidates: np.ndarray, openings: np.ndarray, centre: floa
 
 
 def choose_slit_frame(candidates: np.ndarray, openings: np.ndarray, centre: float, reach: float,
-                      targets: np.ndarray, tie_break: float = 0.002) -> int:
+                      targets: np.ndarray, widths: np.ndarray | None = None, target_width: float = 0.0,
+                      tie_break: float = 0.002) -> int:
     """Index into ``candidates`` (input frame numbers) of a mouth a held frame may borrow its opening
     from while its target parts the lips a little (``targets``: the hold's openings in eye units
     above `lipdub.render.bank.CLOSED_TARGET`).
@@ -128,8 +129,12 @@ def choose_slit_frame(candidates: np.ndarray, openings: np.ndarray, centre: floa
     A hold frame is closed, and painting a 2-5 px slit into it drew a hard black line over a white
     one. One mouth serves the whole hold, so its interior does not flicker: among candidates within
     ``reach`` frames of ``centre``, the one whose opening fits (`lipdub.render.interior.opening_fits`)
-    the most of ``targets``, then whose opening is nearest their median, nearer frames winning ties
-    (``tie_break`` eye units per ``reach``); -1 when none fits any (the slit is painted as before).
+    the most of ``targets``, then whose opening is nearest their median plus, with ``widths`` (the
+    candidates' mouth widths), whose width is nearest ``target_width`` (eye units both), nearer
+    frames winning ties (``tie_break`` eye units per ``reach``); -1 when none fits any (the slit is
+    painted as before). Face Mesh reads part of a borrowed mouth's width into the output: chosen by
+    opening alone, `expressive/d6` borrowed a pucker 0.11 narrower than its target, and the kept
+    expression's r fell from 0.82 to 0.64.
     """
     from lipdub.render.interior import opening_fits
 
@@ -144,4 +149,6 @@ def choose_slit_frame(candidates: np.ndarray, openings: np.ndarray, centre: floa
     if served.max() == 0:
         return -1
     cost = np.abs(openings - np.median(targets)) + tie_break * np.abs(candidates - centre) / max(reach, 1.0)
+    if widths is not None:
+        cost = cost + np.abs(np.asarray(widths, np.float64) - target_width)
     return int(np.argmin(np.where(served == served.max(), cost, np.inf)))
