@@ -370,3 +370,24 @@ def test_lip_colour_outer_half_ignores_teeth_inside_a_misplaced_inner_ring():
     whole, half = lip_colour(image, outer, inner), lip_colour(image, outer, inner, depth=0.5)
     assert whole[1] > 80  # enamel mixed in (lips alone: 60)
     np.testing.assert_allclose(half, (200, 60, 60), atol=1.0)
+
+
+def test_anchored_inner_ring_keeps_the_source_gap_under_the_upper_lip():
+    """Target: a ring 20 px tall (upper lip at y = 0, lower at y = 20); a source gap of 3 px at
+    scale 2 puts the lower lip at y = 6, a source gap of 30 px stops at the target's own 20, and a
+    crossed (shut) source lip stays on the upper lip. The corners and the upper lip never move."""
+    from lipdub.render.interior import anchored_inner_ring
+
+    x = np.linspace(-10, 10, 11)
+    def ring(gap):
+        lower = np.stack([x[1:10], np.full(9, gap)], axis=1)
+        upper = np.stack([x[9:0:-1], np.zeros(9)], axis=1)
+        return np.concatenate([[[-10.0, 0.0]], lower, [[10.0, 0.0]], upper])
+    target = ring(20.0)
+    out = anchored_inner_ring(target, ring(3.0), scale=2.0)
+    np.testing.assert_allclose(out[1:10, 1], 6.0)
+    np.testing.assert_allclose(out[1:10, 0], target[1:10, 0])
+    np.testing.assert_array_equal(out[[0, 10]], target[[0, 10]])
+    np.testing.assert_array_equal(out[11:], target[11:])
+    np.testing.assert_allclose(anchored_inner_ring(target, ring(30.0), scale=1.0), target)
+    np.testing.assert_allclose(anchored_inner_ring(target, ring(-2.0), scale=1.0)[1:10, 1], 0.0)

@@ -39,7 +39,7 @@ from lipdub.motion.transfer import POSE_POINTS, follow_fast_pose, keep_slow_expr
 from lipdub.render import bank as B
 from lipdub.render.hold import (FADE_SECONDS, NEARLY_SHUT, SEARCH_SECONDS, choose_hold_frame, choose_slit_frame,
                                 closing_runs, hold_weights, pause_runs, runs_of)
-from lipdub.render.interior import FIT_SLACK, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
+from lipdub.render.interior import FIT_SLACK, anchored_inner_ring, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
 from lipdub.render.mesh import MESH_POINTS, build_mesh, surface_distances, unfold, warp_vertices
 from lipdub.render.warp import bounding_rect, warp_patch
 
@@ -546,6 +546,11 @@ class MotionEngine:
             else:
                 eyes = [frame_points[list(ring)] for ring in (RIGHT_EYE_RING, LEFT_EYE_RING)]
                 painted, alpha = paint_interior(interior, (x1, y1), inner, lips, eye, teeth_colour(job.image, eyes, lips))
+                if box is not None and source.opening >= B.CLOSED_TARGET:
+                    # The source's own opening (a photo's teeth), at its own size under the upper lip,
+                    # over the painted cavity: the paint fills only what the jaw opened beyond it.
+                    self._keep_own_teeth(painted, box, (ix1, iy1, ix2, iy2), target, frame_points, source,
+                                         eye, gain if source.frame != lips_frame and self.options.color_match else None)
             # Blend only where the paint reaches (a small box of the lower-face patch).
             bx, by, bw, bh = cv2.boundingRect((alpha > 0).astype(np.uint8))
             if bw and bh:
@@ -564,6 +569,28 @@ class MotionEngine:
         # Weights of exactly 0 give the input's pixel back unchanged (identity outside the mask).
         out[y1:y2, x1:x2] = cv2.blendLinear(np.ascontiguousarray(patch), np.ascontiguousarray(region), mask, 1.0 - mask)
         return out
+
+    def _keep_own_teeth(self, painted: np.ndarray, box, inner_rect, target: np.ndarray, frame_points: np.ndarray,
+                        source: B.BankEntry, eye: float, gain: np.ndarray | None) -> None:
+        """Warp ``source``'s opening onto the target ring with its own gaps (`anchored_inner_ring`)
+        and lay it over ``painted`` (patch-sized) in place, its edge softened by a pixel."""
+        points = np.asarray(source.points, np.float64)
+        source_eye = float(np.linalg.norm(points[S.RIGHT_EYE_OUTER] - points[S.LEFT_EYE_OUTER]))
+        inner = list(S.LIP_INNER)
+        anchored = target.copy()
+        anchored[inner] = anchored_inner_ring(target[inner], points[inner], eye / max(source_eye, 1e-6))
+        teeth, teeth_inside = warp_patch(source.crop, source.origin,
+                                         warp_vertices(interior_source(points, source.inset), self._mesh),
+                                         warp_vertices(anchored, self._mesh, ring_from=frame_points),
+                                         self._mesh.interior, inner_rect)
+        if not teeth_inside.any():
+            return
+        if gain is not None:
+            teeth = np.clip(teeth * gain + 0.5, 0, 255).astype(np.uint8)
+        weight = cv2.GaussianBlur(teeth_inside.astype(np.float32), (0, 0), max(0.6, eye / 250.0))
+        weight = np.minimum(weight, teeth_inside.astype(np.float32))[..., None]  # soft inside, none outside
+        region = painted[box]
+        painted[box] = np.clip(region * (1.0 - weight) + teeth * weight + 0.5, 0, 255).astype(np.uint8)
 
     def _mask(self, target: np.ndarray, frame_points: np.ndarray, rect, eye: float) -> np.ndarray:
         """Soft mask (rect-sized) over the union of the target and input lower faces."""

@@ -113,6 +113,32 @@ def lip_band(outer: np.ndarray, inner: np.ndarray, depth: float) -> np.ndarray:
     return outer + float(np.clip(depth, 0.0, 1.0)) * (inner - outer)
 
 
+def anchored_inner_ring(target: np.ndarray, source: np.ndarray, scale: float) -> np.ndarray:
+    """(20, 2) the target's inner-lip ring with its lower lip raised to keep the source's own gaps.
+
+    Both rings are in `lipdub.eval.mouth.LIP_INNER` order (right corner, lower lip 1-9, left corner,
+    upper lip 11-19), so lower point k faces upper point 20 - k. Each lower point is put on the
+    target's own gap line from its upper point, as far as the source's gap there (times ``scale``,
+    the target's pixels per source pixel) reaches along it: never below the target's lower lip, nor
+    above its upper lip (Face Mesh's lips of a shut mouth may cross). Warping a too-closed mouth's interior into this
+    ring keeps its teeth their own size under the upper lip, as a jaw opening moves the lower teeth
+    and leaves the upper ones: stretched to the whole target ring, a photo's teeth became long grey
+    bars over the painted cavity.
+    """
+    target = np.asarray(target, np.float64)
+    source = np.asarray(source, np.float64)
+    ring = target.copy()
+    lower = np.arange(1, 10)
+    upper = 20 - lower
+    gap = scale * (source[lower] - source[upper])
+    target_gap = target[lower] - target[upper]
+    length = np.linalg.norm(target_gap, axis=1)
+    along = np.einsum("ij,ij->i", gap, target_gap) / np.maximum(length, 1e-9)
+    share = np.clip(along / np.maximum(length, 1e-9), 0.0, 1.0)
+    ring[lower] = target[upper] + share[:, None] * target_gap
+    return ring
+
+
 def paint_interior(patch: np.ndarray, origin: tuple[int, int], inner: np.ndarray, lips_rgb: np.ndarray,
                    eye_distance: float, white: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(painted patch, alpha (h, w) float32): a mouth interior inside the ``inner`` lip ring.
