@@ -173,7 +173,7 @@ def test_bank_prefers_the_target_width_and_a_mouth_whose_opening_fits():
 
 def test_bank_leaves_a_shut_run_that_would_be_painted():
     """The open mouth lies 0.06 off by shape (3 frames + a switch: 0.20); the shut run, whose
-    opening would be painted, costs 0.15 by the flat unfit cost and 0.30 with the paint cost."""
+    opening would be painted, costs 0.15 by the flat unfit cost and 0.225 with the paint cost (0.025)."""
     from lipdub.motion.shape import MOTION_POINTS
 
     target = np.zeros((1, len(MOTION_POINTS), 2))
@@ -183,7 +183,8 @@ def test_bank_leaves_a_shut_run_that_would_be_painted():
     args = (np.repeat(target, 3, axis=0), np.zeros((3, 2)), np.arange(3), bank, np.zeros((4, 2)), np.array([0, 1, 2, 40]))
     fit = (np.array([0.0, 0.0, 0.0, 0.1]), np.full(3, 0.1), B.INPUT_UNFIT_COST)
     assert (B.choose_sources(*args, switch_cost=0.02, fit=fit, paint_cost=0.0) < 3).all()
-    np.testing.assert_array_equal(B.choose_sources(*args, switch_cost=0.02, fit=fit, paint_cost=0.05), [3, 3, 3])
+    assert B.PAINT_COST == 0.025
+    np.testing.assert_array_equal(B.choose_sources(*args, switch_cost=0.02, fit=fit), [3, 3, 3])
 
 
 def test_interior_alpha_known_values():

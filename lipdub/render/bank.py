@@ -63,8 +63,9 @@ CLOSED_TARGET = 0.02
 #: rates a shut frame under a wide-open target like a half-open one, and beside the frame's own
 #: head pose (pose distance 0, where the nearest fitting mouth is 0.01-0.06 off) the path kept it:
 #: `woman_flag` + French, frames 44 and 46 (openings 0.025 and 0.036 for targets 0.16-0.17), a
-#: painted dark hole between frames showing teeth.
-PAINT_COST = 0.05
+#: painted dark hole between frames showing teeth. 0.025 mends it as 0.05 did; 0.05 borrowed more
+#: mouths elsewhere, and their widths flattened the kept expression (Korean dub: range 0.771 vs 0.824).
+PAINT_COST = 0.025
 #: Weight of the mouth-width difference (outer corners, canonical eye units) in the retrieval, on top
 #: of the shape distance. Face Mesh re-reads a borrowed opening's own width into the output's
 #: mouth: regressed over `woman_seated_vertical` dubbed in German, the re-measured width moved with
