@@ -525,9 +525,13 @@ class MotionEngine:
         # The lips' colour where they really are in the pixels shown (the lips frame's own rings, their
         # outer half): sampled at the target's rings, or next to an inner ring the tracker put on the
         # teeth, the lips take in enamel and read pale, and the borrowed cavity was brightened to match.
-        lips = lip_colour(lips_image, lips_points[list(S.LIP_OUTER)] - lips_origin,
-                          lips_points[list(S.LIP_INNER)] - lips_origin, LIP_SAMPLE_DEPTH)
+        def lips_colour() -> np.ndarray:  # sampled only when a borrowed or painted opening needs it
+            return lip_colour(lips_image, lips_points[list(S.LIP_OUTER)] - lips_origin,
+                              lips_points[list(S.LIP_INNER)] - lips_origin, LIP_SAMPLE_DEPTH)
+
+        lips = None
         if source.frame != lips_frame and self.options.color_match:
+            lips = lips_colour()
             # Another frame, maybe other light (another video's, for a profile's mouth): scale the
             # borrowed cavity by the lips' colour ratio, within the range the entry allows.
             theirs = lip_colour(crop, source_points[list(S.LIP_OUTER)] - origin, source_points[list(S.LIP_INNER)] - origin,
@@ -545,6 +549,7 @@ class MotionEngine:
                 inside |= alpha > 0
             else:
                 eyes = [frame_points[list(ring)] for ring in (RIGHT_EYE_RING, LEFT_EYE_RING)]
+                lips = lips_colour() if lips is None else lips
                 painted, alpha = paint_interior(interior, (x1, y1), inner, lips, eye, teeth_colour(job.image, eyes, lips))
                 if box is not None and source.opening >= B.CLOSED_TARGET:
                     # The source's own opening (a photo's teeth), at its own size under the upper lip,
