@@ -392,3 +392,25 @@ def test_anchored_inner_ring_keeps_the_source_gap_under_the_upper_lip():
     np.testing.assert_array_equal(out[11:], target[11:])
     np.testing.assert_allclose(anchored_inner_ring(target, ring(30.0), scale=1.0), target)
     np.testing.assert_allclose(anchored_inner_ring(target, ring(-2.0), scale=1.0)[1:10, 1], 0.0)
+
+
+def test_painted_interior_shows_a_tongue_only_in_a_tall_opening():
+    """A ring 20 px tall at an eye distance of 100 px (0.2 eye units) shows a lip-coloured tongue
+    in its lower middle; 4 px tall (0.04, a slit), none: the lower middle stays dark cavity."""
+    from lipdub.render.interior import paint_interior
+
+    lips = np.array([200.0, 110.0, 100.0])
+    x = np.linspace(-40, 40, 11)
+
+    def ring(height):
+        lower = np.stack([x[1:10], 50 + height * np.sin(np.pi * np.arange(1, 10) / 10)], axis=1)
+        upper = np.stack([x[9:0:-1], np.full(9, 50.0)], axis=1)
+        return np.concatenate([[[-40.0, 50.0]], lower, [[40.0, 50.0]], upper]) + [60.0, 0.0]
+
+    patch = np.zeros((100, 120, 3), np.uint8)
+    tall, _ = paint_interior(patch, (0, 0), ring(20.0), lips, 100.0)
+    slit, _ = paint_interior(patch, (0, 0), ring(4.0), lips, 100.0)
+    tongue = tall[66, 60].astype(float)  # 0.8 of the way down, mid-mouth
+    assert tongue[0] > 0.5 * lips[0] and tongue[0] > tongue[2]  # lip-coloured, red above blue
+    assert slit[53, 60, 0] < 0.35 * lips[0]  # a slit: cavity dark (or teeth), no tongue
+    assert tall[51, 60].min() > 150  # under the upper lip: teeth, not tongue

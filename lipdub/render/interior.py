@@ -21,6 +21,8 @@ import numpy as np
 from lipdub.render.warp import bounding_rect
 
 OWN_INTERIOR_RATIO = 0.7
+#: A painted opening shows a tongue from this height (eye units), fully from this much more.
+TONGUE_FROM, TONGUE_FADE = 0.05, 0.08
 TEETH_WHITE = np.array([232.0, 226.0, 214.0])
 
 
@@ -176,6 +178,12 @@ def paint_interior(patch: np.ndarray, origin: tuple[int, int], inner: np.ndarray
     cavity = np.clip(lips_rgb * 0.28, 0, 255)
     shade = 0.55 + 0.45 * np.clip(np.abs(depth - 0.55) * 1.6, 0.0, 1.0)
     colour = cavity[None, None, :] * shade[..., None]
+    # The tongue: a muted lip-coloured mass in the lower middle, once the opening is tall enough to
+    # show it (0.05-0.13 eye units fading in). Without it a wide photo mouth was a flat black hole.
+    shows = np.clip((gap / eye_distance - TONGUE_FROM) / TONGUE_FADE, 0.0, 1.0)
+    tongue = np.clip((depth - 0.5) / 0.2, 0.0, 1.0) * np.clip((centre - 0.25) / 0.35, 0.0, 1.0) * shows
+    tongue_rgb = lips_rgb[None, None, :] * (0.55 + 0.2 * np.clip((depth - 0.55) / 0.45, 0.0, 1.0))[..., None]
+    colour = colour * (1.0 - tongue[..., None]) + tongue_rgb * tongue[..., None]
     # Upper teeth: a band under the upper lip, at most ~0.07 eye units tall, brightest mid-mouth.
     teeth_height = np.minimum(0.07 * eye_distance, 0.45 * gap)
     teeth = np.clip((y_up[None, :] + teeth_height - ys) / np.maximum(teeth_height * 0.25, 1.0), 0.0, 1.0)
