@@ -414,3 +414,40 @@ def test_painted_interior_shows_a_tongue_only_in_a_tall_opening():
     assert tongue[0] > 0.5 * lips[0] and tongue[0] > tongue[2]  # lip-coloured, red above blue
     assert slit[53, 60, 0] < 0.35 * lips[0]  # a slit: cavity dark (or teeth), no tongue
     assert tall[51, 60].min() > 150  # under the upper lip: teeth, not tongue
+
+
+def test_lip_source_samples_into_the_lips_as_the_mouth_opens_or_closes():
+    """Inner contour 10 px from the outer one: opening a shut mouth (0 -> 0.1) samples 0.2 of the
+    lip's thickness in (2 px), halfway open (0.05 -> 0.1) 1 px; closing 0.1 -> 0 samples 3 px in
+    (`CLOSING_INSET` 0.3); an unchanged opening samples at the contour."""
+    from lipdub.engines.motion import lip_source
+    from lipdub.motion.shape import LIP_INNER, LIP_OUTER
+
+    points = np.zeros((478, 2))
+    points[list(LIP_OUTER), 1] = 0.0
+    points[list(LIP_INNER), 1] = 10.0
+    inner = list(LIP_INNER)
+    np.testing.assert_allclose(lip_source(points, 0.0, 0.1)[inner, 1], 8.0)
+    np.testing.assert_allclose(lip_source(points, 0.05, 0.1)[inner, 1], 9.0)
+    np.testing.assert_allclose(lip_source(points, 0.1, 0.0)[inner, 1], 7.0)
+    np.testing.assert_array_equal(lip_source(points, 0.1, 0.1), points)
+    outer = list(LIP_OUTER)
+    np.testing.assert_array_equal(lip_source(points, 0.0, 0.1)[outer], points[outer])
+
+
+def test_paste_antialiased_blends_only_at_the_edge():
+    """A 20 x 20 square of 200 pasted on 0: exactly 200 a few pixels in, partly the base on its
+    edge pixels, and the base untouched outside; the overlay outside the mask (255) is never read."""
+    from lipdub.render.warp import paste_antialiased
+
+    base = np.zeros((40, 40, 3), np.uint8)
+    overlay = np.full((40, 40, 3), 255, np.uint8)
+    inside = np.zeros((40, 40), bool)
+    inside[10:30, 10:30] = True
+    overlay[inside] = 200
+    out = paste_antialiased(base, overlay, inside)
+    assert (out[12:28, 12:28] == 200).all()
+    assert (out[~inside] == 0).all()
+    assert 100 < out[20, 10, 0] < 200 and 100 < out[29, 20, 0] < 200  # the edge pixels, blended
+    assert out.max() <= 200
+    np.testing.assert_array_equal(paste_antialiased(base, overlay, np.zeros((40, 40), bool)), base)

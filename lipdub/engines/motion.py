@@ -41,7 +41,7 @@ from lipdub.render.hold import (FADE_SECONDS, NEARLY_SHUT, SEARCH_SECONDS, choos
                                 closing_runs, hold_weights, pause_runs, runs_of)
 from lipdub.render.interior import FIT_SLACK, anchored_inner_ring, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
 from lipdub.render.mesh import MESH_POINTS, build_mesh, surface_distances, unfold, warp_vertices
-from lipdub.render.warp import bounding_rect, warp_patch
+from lipdub.render.warp import bounding_rect, paste_antialiased, warp_patch
 
 logger = logging.getLogger(__name__)
 
@@ -117,23 +117,32 @@ def interior_painter(choice: str):
 
 
 #: When a mouth closes, the lips are sampled up to this share of their thickness away from the
-#: measured inner contour (see `closing_lip_source`).
+#: measured inner contour; when it opens, up to `OPENING_INSET` (see `lip_source`).
 CLOSING_INSET = 0.3
+OPENING_INSET = 0.2
 
 
-def closing_lip_source(points: np.ndarray, own: float, target: float, inset: float = CLOSING_INSET) -> np.ndarray:
-    """Where to sample the lips when a frame's open mouth must close: the inner contour moved
-    towards the outer one, in proportion to how much the mouth closes.
+def lip_source(points: np.ndarray, own: float, target: float, closing: float = CLOSING_INSET,
+               opening: float = OPENING_INSET) -> np.ndarray:
+    """Where to sample the lips of a frame whose mouth opening ``own`` must become ``target`` (eye
+    units): the inner contour moved towards the outer one, in proportion to how much the mouth
+    closes or opens.
 
     Face Mesh puts the inner lip contour of an open mouth on the lip's edge to within a pixel or
     two; closing the lips pulls that edge together, and whatever dark cavity pixels the contour
-    included become a dark line between closed lips. Sampling slightly into the lip avoids it.
-    Opening (target >= own) samples exactly at the measured contour.
+    included become a dark line between closed lips (``closing`` share at most). Opening a shut
+    mouth pulls the seam where its lips met apart onto both new lip edges: a dark and a light line
+    along the lower lip, staircased by the warp (`woman_flag_closeup` dubbed in Japanese, frame
+    115); sampled up to ``opening`` of the lip's thickness into the lip, the seam stays between
+    the lips, under the opening.
     """
     points = np.asarray(points, np.float64)
-    if own <= 0 or target >= own:
+    if target > own and target > 0:
+        share = opening * float(np.clip((target - own) / target, 0.0, 1.0))
+    elif own > 0 and target < own:
+        share = closing * float(np.clip((own - target) / own, 0.0, 1.0))
+    else:
         return points
-    share = inset * float(np.clip((own - target) / own, 0.0, 1.0))
     moved = points.copy()
     inner, outer = list(S.LIP_INNER), list(S.LIP_OUTER)
     moved[inner] += share * (points[outer] - points[inner])
@@ -475,8 +484,8 @@ class MotionEngine:
         self.target_aperture[i] = float(mouth_aperture(target[None])[0])
         opening_target = float(S.aperture(self._targets[i][None])[0])
         opening_own = float(S.aperture(self._shapes[lips_frame][None])[0])
-        lip_source = closing_lip_source(lips_points, opening_own, opening_target)
-        source_vertices = warp_vertices(lip_source, self._mesh)
+        lips_sampled = lip_source(lips_points, opening_own, opening_target)
+        source_vertices = warp_vertices(lips_sampled, self._mesh)
         # Skin the motion drags over its neighbours is relaxed first: a turned-over triangle draws a sliver.
         target_vertices = unfold(source_vertices, warp_vertices(target, self._mesh, ring_from=frame_points),
                                  self._mesh.surface, self._movable)
@@ -562,7 +571,7 @@ class MotionEngine:
                 part = (slice(by, by + bh), slice(bx, bx + bw))
                 a = (alpha[part] * painted_weight)[..., None]
                 interior[part] = np.clip(interior[part] * (1.0 - a) + painted[part] * a + 0.5, 0, 255).astype(np.uint8)
-        patch[inside] = interior[inside]
+        patch = paste_antialiased(patch, interior, inside)
         covered = covered | inside
 
         region = job.image[y1:y2, x1:x2]
