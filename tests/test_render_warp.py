@@ -187,6 +187,38 @@ def test_bank_leaves_a_shut_run_that_would_be_painted():
     np.testing.assert_array_equal(B.choose_sources(*args, switch_cost=0.02, fit=fit), [3, 3, 3])
 
 
+def test_repick_gives_a_painted_run_a_mouth_that_fits():
+    """Bank 3 (input frame 40) is open but 0.3 eye units off by shape: the path keeps the shut own
+    run (its unfit and paint costs are smaller than that distance), whose openings would be painted; the second
+    pass, at `REPICK_COST`, takes the open mouth. Without one in the bank the first pick stays."""
+    from lipdub.motion.shape import MOTION_POINTS
+
+    target = np.zeros((1, len(MOTION_POINTS), 2))
+    target[0, MOTION_POINTS.index(61), 0], target[0, MOTION_POINTS.index(291), 0] = -0.25, 0.25
+    bank = np.repeat(target, 4, axis=0)
+    bank[3, :, 1] += 0.3
+    targets = np.repeat(target, 3, axis=0)
+    openings, wanted = np.array([0.0, 0.0, 0.0, 0.1]), np.full(3, 0.1)
+
+    def choose(start, stop, unfit_cost, paint_cost, openings=openings):
+        return B.choose_sources(targets[start:stop], np.zeros((stop - start, 2)), np.arange(start, stop), bank,
+                                np.zeros((4, 2)), np.array([0, 1, 2, 40]), switch_cost=0.02,
+                                fit=(openings, wanted[start:stop], unfit_cost), paint_cost=paint_cost)
+
+    first = choose(0, 3, B.INPUT_UNFIT_COST, B.PAINT_COST)
+    assert (first < 3).all()
+    assert B.REPICK_COST == 1.0
+    again = B.repick_painted_runs(first, openings, wanted, lambda a, b, cost: choose(a, b, cost, cost))
+    np.testing.assert_array_equal(again, [3, 3, 3])
+    np.testing.assert_array_equal(first, choose(0, 3, B.INPUT_UNFIT_COST, B.PAINT_COST))  # not modified in place
+
+    shut = np.zeros(4)  # no mouth in the bank fits: the first picks stay
+    kept = B.repick_painted_runs(first, shut, wanted, lambda a, b, cost: choose(a, b, cost, cost, openings=shut))
+    np.testing.assert_array_equal(kept, first)
+    fitting = np.array([0.1, 0.1, 0.1, 0.1])  # nothing painted: choose_run is never called
+    np.testing.assert_array_equal(B.repick_painted_runs(first, fitting, wanted, None), first)
+
+
 def test_interior_alpha_known_values():
     """Painted in full below 0.35 of the target's opening, none from 0.7 of it, from `OPEN_ENOUGH`
     (0.05) or for a target of at most 0.02; element-wise on arrays."""

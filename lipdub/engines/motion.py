@@ -404,15 +404,25 @@ class MotionEngine:
                 logger.warning("input too short to exclude %.1f s around each frame; using the whole bank",
                                self.options.exclude_seconds)
                 exclude = None
-            chosen[has_face] = B.choose_sources(
-                targets[has_face], self._pose[sources[has_face]], sources[has_face],
-                bank.shapes, bank.pose, bank.frames, exclude_within=exclude,
-                switch_cost=self.options.switch_cost,
-                pose_weight=bank.pose_weights(self.options.pose_weight, self.options.profile_pose_weight),
-                bank_cost=bank.costs(self.options.profile_cost), centred=~bank.from_input,
-                fit=(bank.openings, S.aperture(targets[has_face]),
-                     np.where(bank.from_input, self.options.input_unfit_cost, self.options.unfit_cost)),
-                width_weight=self.options.width_weight, paint_cost=self.options.paint_cost)
+            rows = np.flatnonzero(has_face)
+            wanted = S.aperture(targets[rows])
+            unfit = np.where(bank.from_input, self.options.input_unfit_cost, self.options.unfit_cost)
+
+            def choose(start: int, stop: int, unfit_cost, paint_cost: float) -> np.ndarray:
+                part = rows[start:stop]
+                return B.choose_sources(
+                    targets[part], self._pose[sources[part]], sources[part],
+                    bank.shapes, bank.pose, bank.frames, exclude_within=exclude,
+                    switch_cost=self.options.switch_cost,
+                    pose_weight=bank.pose_weights(self.options.pose_weight, self.options.profile_pose_weight),
+                    bank_cost=bank.costs(self.options.profile_cost), centred=~bank.from_input,
+                    fit=(bank.openings, wanted[start:stop], unfit_cost),
+                    width_weight=self.options.width_weight, paint_cost=paint_cost)
+
+            picks = choose(0, len(rows), unfit, self.options.paint_cost)
+            picks = B.repick_painted_runs(picks, bank.openings, wanted,
+                                          lambda start, stop, cost: choose(start, stop, cost, cost))
+            chosen[rows] = picks
         self._chosen = chosen
         picked = chosen >= 0
         self.chosen_sources = np.full(frames, -1, np.int64)

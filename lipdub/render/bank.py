@@ -225,6 +225,38 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
     return viterbi_path(costs, ids, sequence_keys(bank_frames), switch_cost)
 
 
+#: The unfit and paint costs (eye units) of the second choice for a run of frames the path left to
+#: paint (`repick_painted_runs`): far above any shape distance, so a mouth that fits wins wherever
+#: the bank has one. `PAINT_COST` alone, weighed against staying in the input's own run and head
+#: pose, left `woman_flag_closeup` dubbed in Japanese a painted black slit (frames 98-100, openings
+#: 0-0.001 under targets 0.065-0.078) between frames of real teeth.
+REPICK_COST = 1.0
+
+
+def repick_painted_runs(picks: np.ndarray, openings: np.ndarray, wanted: np.ndarray,
+                        choose_run, cost: float = REPICK_COST) -> np.ndarray:
+    """The path ``picks`` (bank indices), with each run of frames whose borrowed opening would be
+    painted (`interior_alpha` > 0) chosen again by ``choose_run(start, stop, cost)`` -- the same
+    retrieval over those frames with ``cost`` as its unfit and paint costs -- wherever that gives a
+    mouth that fits; frames the bank cannot serve keep their first pick.
+
+    Why a second pass rather than a larger `PAINT_COST`: a larger cost on the whole path also
+    trades good-enough own mouths for borrowed ones of other widths, which flattened the kept
+    expression (see `PAINT_COST`); a run already doomed to paint loses nothing by leaving its run.
+    """
+    from lipdub.render.hold import runs_of
+    from lipdub.render.interior import interior_alpha
+
+    picks = np.array(picks, copy=True)
+    openings, wanted = np.asarray(openings, np.float64), np.asarray(wanted, np.float64)
+    painted = interior_alpha(openings[picks], wanted, closed=CLOSED_TARGET) > 0
+    for start, stop in runs_of(np.atleast_1d(painted)):
+        again = np.asarray(choose_run(start, stop, cost))
+        fits = interior_alpha(openings[again], wanted[start:stop], closed=CLOSED_TARGET) == 0
+        picks[start:stop] = np.where(fits, again, picks[start:stop])
+    return picks
+
+
 @dataclass(frozen=True)
 class Patch:
     """Where one bank frame's pixels are: a crop of the input frame with its top-left pixel."""
