@@ -286,3 +286,33 @@ def test_rgb_to_yuv420p_matches_ffmpeg_swscale():
     assert difference[:320].max() <= 1  # luma: the same BT.601 limited-range arithmetic
     # chroma: the same matrix, a slightly different subsampling filter (shows only at sharp edges)
     assert difference[320:].mean() < 0.5
+
+
+_ENCODE_ONCE = """
+import hashlib, sys
+import cv2
+import numpy as np
+from lipdub.media.encode import VideoWriter
+rng = np.random.default_rng(0)
+base = cv2.GaussianBlur(rng.integers(0, 256, (72, 192, 3), dtype=np.uint8), (0, 0), 3)
+frames = [np.ascontiguousarray(base[:, 2 * k: 2 * k + 96]) for k in range(30)]  # a smooth pan
+with VideoWriter(sys.argv[1], 96, 72, 25) as writer:
+    for frame in frames:
+        writer.write(frame)
+print(hashlib.md5(open(sys.argv[1], "rb").read()).hexdigest())
+"""
+
+
+def test_the_bitstream_does_not_depend_on_uninitialised_memory(tmp_path):
+    """glibc fills fresh heap memory with the MALLOC_PERTURB_ byte: two bytes, one bitstream.
+    With x264's mb-tree on (`NO_MBTREE`) the two files differed."""
+    import subprocess
+    import sys
+
+    digests = []
+    for index, byte in enumerate(("165", "77")):
+        env = {**os.environ, "MALLOC_PERTURB_": byte}
+        run = subprocess.run([sys.executable, "-c", _ENCODE_ONCE, str(tmp_path / f"{index}.mp4")],
+                             env=env, capture_output=True, text=True, check=True)
+        digests.append(run.stdout.strip())
+    assert len(digests[0]) == 32 and digests[0] == digests[1]
