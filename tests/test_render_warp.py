@@ -187,6 +187,21 @@ def test_bank_leaves_a_shut_run_that_would_be_painted():
     np.testing.assert_array_equal(B.choose_sources(*args, switch_cost=0.02, fit=fit), [3, 3, 3])
 
 
+def test_an_avoided_entry_is_lent_to_no_other_frame():
+    """Bank entry 1 (input frame 1, its mouth covered) is the nearest shape for both output frames:
+    frame 1 may still keep its own, frame 0 takes entry 0."""
+    from lipdub.motion.shape import MOTION_POINTS
+
+    rng = np.random.default_rng(0)
+    target = rng.normal(0, 0.1, (1, len(MOTION_POINTS), 2))
+    bank = np.concatenate([target + 0.05, target])
+    args = (np.repeat(target, 2, axis=0), np.zeros((2, 2)), np.array([0, 1]), bank, np.zeros((2, 2)), np.array([0, 1]))
+    np.testing.assert_array_equal(B.choose_sources(*args, switch_cost=0.0), [1, 1])
+    avoid = np.array([False, True])
+    np.testing.assert_array_equal(B.choose_sources(*args, switch_cost=0.0, avoid=avoid), [0, 1])
+    assert B.AVOID_COST == 10.0
+
+
 def test_repick_gives_a_painted_run_a_mouth_that_fits():
     """Bank 3 (input frame 40) is open but 0.3 eye units off by shape: the path keeps the shut own
     run (its unfit and paint costs are smaller than that distance), whose openings would be painted; the second

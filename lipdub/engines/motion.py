@@ -40,6 +40,7 @@ from lipdub.render import bank as B
 from lipdub.render.hold import (FADE_SECONDS, NEARLY_SHUT, SEARCH_SECONDS, choose_hold_frame, choose_slit_frame,
                                 closing_runs, hold_weights, pause_runs, runs_of)
 from lipdub.render.interior import FIT_SLACK, anchored_inner_ring, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
+from lipdub.render.occlusion import face_colours, occluded, occlusion_scores
 from lipdub.render.mesh import MESH_POINTS, build_mesh, surface_distances, unfold, warp_vertices
 from lipdub.render.warp import bounding_rect, paste_antialiased, warp_patch
 
@@ -240,6 +241,10 @@ class MotionEngine:
         self._hold_bank: np.ndarray | None = None  # per output frame: bank entry its pause holds, or -1
         self._hold_slit: np.ndarray | None = None  # per output frame: bank entry a held, slightly parted mouth borrows, or -1
         self._hold_weight: np.ndarray | None = None  # per output frame: 0..1 share of the hold frame
+        self._face_colours: dict[int, np.ndarray] = {}  # input frame -> lower-face colours (`lipdub.render.occlusion`)
+        self._new_shot: dict[int, bool] = {}  # input frame -> the tracker started a new track there
+        self._occluded_entries: np.ndarray | None = None  # per bank entry: its mouth is covered
+        self._edit_weight: np.ndarray | None = None  # per output frame: 0..1 share of the edit (0: the input as it is)
         self._anticipated = None  # an early motion prediction (`anticipate`)
         self._pool = None  # render threads, made on first use
 
@@ -256,13 +261,19 @@ class MotionEngine:
         self._stride = max(1, -(-count // max(1, self.options.bank_capacity)))
 
     def observe(self, index: int, image: np.ndarray, face) -> None:
-        """Keep frame ``index``'s lower face in the mouth bank. Thread-safe; the last call for an
-        index wins (see `lipdub.engines.base`)."""
+        """Keep frame ``index``'s lower face in the mouth bank, and its colours for the occlusion
+        test. Thread-safe; the last call for an index wins (see `lipdub.engines.base`)."""
+        points = None
+        if face is None:
+            self._face_colours.pop(index, None)
+        else:
+            points = np.asarray(face.landmarks if face.raw_landmarks is None else face.raw_landmarks, np.float64)
+            self._face_colours[index] = face_colours(image, points).astype(np.float32)
+            self._new_shot[index] = bool(getattr(face, "is_new_track", False))
         if index % self._stride:
             return
         rect = None
-        if face is not None:
-            points = np.asarray(face.landmarks if face.raw_landmarks is None else face.raw_landmarks, np.float64)
+        if points is not None:
             rect = bounding_rect(_lower_region(points), image.shape, BANK_MARGIN)
         if rect is None:
             self._bank.discard_input(index)
@@ -313,6 +324,8 @@ class MotionEngine:
                          np.median(self._pose[faced], axis=0) if faced.any() else self._pose[0],
                          rest_kind=self.predictor.rest)
         self._bank_frames = self._bank.frames
+        covered = self._covered_frames(count)
+        self._occluded_entries = np.array([0 <= f < count and covered[f] for f in self._bank_frames], bool)
 
         early = self._anticipated.take(plan.speech, frames, plan.fps) if self._anticipated is not None else None
         self._anticipated = None
@@ -322,9 +335,38 @@ class MotionEngine:
             targets = keep_slow_expression(targets, smoothed_shapes[self._sources], plan.fps)
             nose_base = self._canonical[:, list(POSE_POINTS)].mean(axis=1)[self._sources]  # per input frame, then shown
             targets = follow_fast_pose(targets, nose_base, plan.fps)
+        self._edit_weight = None
         self.use_targets(targets)
         if not plan.is_photo:
             self.hold_pauses(gate)
+            self._leave_covered_frames(covered)
+
+    def _covered_frames(self, count: int) -> np.ndarray:
+        """(count,) input frames whose lower face something covers (`lipdub.render.occlusion`),
+        judged shot by shot (a new track starts a shot)."""
+        colours = np.full((count, len(next(iter(self._face_colours.values()))) if self._face_colours else 0, 3), np.nan)
+        new_shot = np.zeros(count, bool)
+        for index, values in list(self._face_colours.items()):
+            if index < count:
+                colours[index] = values
+                new_shot[index] = self._new_shot.get(index, False)
+        covered = occluded(occlusion_scores(colours, np.cumsum(new_shot))) if colours.shape[1] else np.zeros(count, bool)
+        if covered.any():
+            logger.info("%d of %d input frames look covered (a hand or an object before the mouth): "
+                        "never lent, and shown as they are", int(covered.sum()), count)
+        return covered
+
+    def _leave_covered_frames(self, covered: np.ndarray) -> None:
+        """Show output frames whose own input frame is covered as they are, fading the edit out
+        and in over `FADE_SECONDS` beside them: warping a hand in front of the mouth bends its
+        fingers, and holding a pause on another frame would wipe the hand off the face."""
+        shown = covered[self._sources] & self._has_face
+        if not shown.any():
+            return
+        frames = len(self._sources)
+        fade = int(round(FADE_SECONDS * self._fps))
+        grown = [(max(0, a - fade), min(frames, b + fade)) for a, b in runs_of(shown)]
+        self._edit_weight = 1.0 - hold_weights(frames, grown, fade)
 
     def hold_pauses(self, gate: np.ndarray) -> None:
         """Give every pause of the speech (``gate`` shut, `lipdub.render.hold`), and every run of
@@ -347,6 +389,8 @@ class MotionEngine:
         runs = runs_of(held)
         # A pause holds one of the input's own closed mouths: its skin is about to be shown.
         openings = np.where(self._bank.from_input, self._bank.openings, np.nan)
+        if self._occluded_entries is not None:
+            openings[self._occluded_entries] = np.nan  # a covered mouth reads shut: never hold on it
         reach = SEARCH_SECONDS * self._fps
         exclude = None if self.options.exclude_seconds is None else self.options.exclude_seconds * self._fps
         kept = []
@@ -417,7 +461,7 @@ class MotionEngine:
                     pose_weight=bank.pose_weights(self.options.pose_weight, self.options.profile_pose_weight),
                     bank_cost=bank.costs(self.options.profile_cost), centred=~bank.from_input,
                     fit=(bank.openings, wanted[start:stop], unfit_cost),
-                    width_weight=self.options.width_weight, paint_cost=paint_cost)
+                    width_weight=self.options.width_weight, paint_cost=paint_cost, avoid=self._occluded_entries)
 
             picks = choose(0, len(rows), unfit, self.options.paint_cost)
             picks = B.repick_painted_runs(picks, bank.openings, wanted,
@@ -469,9 +513,17 @@ class MotionEngine:
         return list(self._pool.map(self._render_one, jobs))
 
     def _render_one(self, job: FrameJob) -> np.ndarray:
-        i, j = job.index, job.source_index
-        if job.face is None:
+        i = job.index
+        edit = 1.0 if self._edit_weight is None else float(self._edit_weight[i])
+        if job.face is None or edit <= 0.0:
             return job.image
+        drawn = self._render_edited(job)
+        if edit >= 1.0:
+            return drawn
+        return cv2.addWeighted(drawn, edit, job.image, 1.0 - edit, 0.0)
+
+    def _render_edited(self, job: FrameJob) -> np.ndarray:
+        i, j = job.index, job.source_index
         weight = float(self._hold_weight[i]) if self._hold_weight is not None else 0.0
         if weight <= 0.0 or self._hold_bank[i] < 0:
             return self._draw(job, j, job.image, (0, 0))

@@ -66,6 +66,9 @@ CLOSED_TARGET = 0.02
 #: painted dark hole between frames showing teeth. 0.025 mends it as 0.05 did; 0.05 borrowed more
 #: mouths elsewhere, and their widths flattened the kept expression (Korean dub: range 0.771 vs 0.824).
 PAINT_COST = 0.025
+#: Extra cost (eye units) of an entry to avoid (`choose_sources`): above any shape distance, so
+#: it is lent only where nothing else is left; finite, so a bank of such entries still answers.
+AVOID_COST = 10.0
 #: Weight of the mouth-width difference (outer corners, canonical eye units) in the retrieval, on top
 #: of the shape distance. Face Mesh re-reads a borrowed opening's own width into the output's
 #: mouth: regressed over `woman_seated_vertical` dubbed in German, the re-measured width moved with
@@ -163,7 +166,7 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
                    switch_cost: float = SWITCH_COST, pose_weight: float = POSE_WEIGHT,
                    bank_cost: np.ndarray | None = None, centred: np.ndarray | None = None,
                    fit: tuple[np.ndarray, np.ndarray, float | np.ndarray] | None = None, width_weight: float = WIDTH_WEIGHT,
-                   paint_cost: float = PAINT_COST,
+                   paint_cost: float = PAINT_COST, avoid: np.ndarray | None = None,
                    chunk: int = 512) -> np.ndarray:
     """(T,) bank ids for T output frames (see the module docstring).
 
@@ -179,7 +182,9 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
     cost, one number or (B,) per entry): an entry whose opening does not fit the target's
     (`opening_fits`) costs that much more, and one whose opening would be painted
     (`interior_alpha`) ``paint_cost`` times the paint's weight on top. ``width_weight`` times the difference of mouth widths
-    (`lipdub.motion.shape.mouth_width`) is added to every cost.
+    (`lipdub.motion.shape.mouth_width`) is added to every cost. An entry ``avoid`` marks (B,) costs
+    `AVOID_COST` more to every output frame but the one showing that very input frame (a frame
+    whose mouth is covered: `lipdub.render.occlusion`).
     """
     from lipdub.motion.shape import mouth_width
     from lipdub.render.interior import interior_alpha, opening_fits
@@ -211,6 +216,9 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
         if fit is not None and paint_cost > 0:
             cost = cost + paint_cost * interior_alpha(np.asarray(fit[0])[None, :], np.asarray(fit[1])[start:stop, None],
                                                       closed=CLOSED_TARGET)
+        if avoid is not None and np.any(avoid):
+            others = np.asarray(target_frames[start:stop])[:, None] != bank_frames[None, :]
+            cost = cost + np.where(np.asarray(avoid, bool)[None, :] & others, AVOID_COST, 0.0)
         if exclude_within is not None:
             near = np.abs(np.asarray(target_frames[start:stop])[:, None] - bank_frames[None, :]) <= exclude_within
             cost = np.where(near & (bank_frames >= 0)[None, :], np.inf, cost)
