@@ -52,6 +52,21 @@ def test_each_shot_is_compared_with_itself():
     np.testing.assert_array_equal(occlusion_scores(colours, short)[40:], [0.0, 0.0])
 
 
+def test_a_lasting_change_is_not_a_hand_but_a_quick_hand_still_is():
+    """In a 40 s shot half the points darken to 0.6 after 28 s and stay so (the head turned into
+    shade). Judged against the whole shot, the last 12 s look covered; against 10 s around each
+    frame (250 frames), only frames near the change. A hand over 60 % of the points for five
+    frames is found either way."""
+    face, colours = _clip(1000, seed=3)
+    half = len(LOWER_FACE_POINTS) // 2
+    colours[700:, :half] *= 0.6
+    colours[300:305, : int(0.6 * len(LOWER_FACE_POINTS))] = (180, 140, 120)
+    whole = occluded(occlusion_scores(colours))
+    assert whole[700:].all() and whole[300:305].all()
+    local = occluded(occlusion_scores(colours, window=250))
+    assert local[300:305].all() and local[:300].sum() + local[305:650].sum() + local[760:].sum() == 0
+
+
 def test_frames_without_a_face_are_not_judged():
     _, colours = _clip(10)
     colours[3] = np.nan

@@ -40,7 +40,7 @@ from lipdub.render import bank as B
 from lipdub.render.hold import (FADE_SECONDS, NEARLY_SHUT, SEARCH_SECONDS, choose_hold_frame, choose_slit_frame,
                                 closing_runs, hold_weights, pause_runs, runs_of)
 from lipdub.render.interior import FIT_SLACK, anchored_inner_ring, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
-from lipdub.render.occlusion import face_colours, occluded, occlusion_scores
+from lipdub.render.occlusion import WINDOW_SECONDS, face_colours, occluded, occlusion_scores
 from lipdub.render.mesh import MESH_POINTS, build_mesh, surface_distances, unfold, warp_vertices
 from lipdub.render.warp import bounding_rect, paste_antialiased, warp_patch
 
@@ -350,7 +350,9 @@ class MotionEngine:
             if index < count:
                 colours[index] = values
                 new_shot[index] = self._new_shot.get(index, False)
-        covered = occluded(occlusion_scores(colours, np.cumsum(new_shot))) if colours.shape[1] else np.zeros(count, bool)
+        window = max(1, int(round(WINDOW_SECONDS * self._fps)))
+        covered = (occluded(occlusion_scores(colours, np.cumsum(new_shot), window)) if colours.shape[1]
+                   else np.zeros(count, bool))
         if covered.any():
             logger.info("%d of %d input frames look covered (a hand or an object before the mouth): "
                         "never lent, and shown as they are", int(covered.sum()), count)
