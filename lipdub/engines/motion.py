@@ -40,7 +40,7 @@ from lipdub.render import bank as B
 from lipdub.render.hold import (FADE_SECONDS, NEARLY_SHUT, SEARCH_SECONDS, choose_hold_frame, choose_slit_frame,
                                 closing_runs, hold_weights, pause_runs, runs_of)
 from lipdub.render.interior import FIT_SLACK, anchored_inner_ring, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
-from lipdub.render.occlusion import WINDOW_SECONDS, face_colours, occluded, occlusion_scores
+from lipdub.render.occlusion import LOWER_FACE_POINTS, WINDOW_SECONDS, face_colours, occluded, occlusion_scores
 from lipdub.render.mesh import MESH_POINTS, build_mesh, surface_distances, unfold, warp_vertices
 from lipdub.render.warp import bounding_rect, paste_antialiased, warp_patch
 
@@ -241,8 +241,8 @@ class MotionEngine:
         self._hold_bank: np.ndarray | None = None  # per output frame: bank entry its pause holds, or -1
         self._hold_slit: np.ndarray | None = None  # per output frame: bank entry a held, slightly parted mouth borrows, or -1
         self._hold_weight: np.ndarray | None = None  # per output frame: 0..1 share of the hold frame
-        self._face_colours: dict[int, np.ndarray] = {}  # input frame -> lower-face colours (`lipdub.render.occlusion`)
-        self._new_shot: dict[int, bool] = {}  # input frame -> the tracker started a new track there
+        # input frame -> (lower-face colours, whether the tracker started a new track there): `lipdub.render.occlusion`
+        self._face_colours: dict[int, tuple[np.ndarray, bool]] = {}
         self._occluded_entries: np.ndarray | None = None  # per bank entry: its mouth is covered
         self._edit_weight: np.ndarray | None = None  # per output frame: 0..1 share of the edit (0: the input as it is)
         self._anticipated = None  # an early motion prediction (`anticipate`)
@@ -268,8 +268,8 @@ class MotionEngine:
             self._face_colours.pop(index, None)
         else:
             points = np.asarray(face.landmarks if face.raw_landmarks is None else face.raw_landmarks, np.float64)
-            self._face_colours[index] = face_colours(image, points).astype(np.float32)
-            self._new_shot[index] = bool(getattr(face, "is_new_track", False))
+            self._face_colours[index] = (face_colours(image, points).astype(np.float32),
+                                         bool(getattr(face, "is_new_track", False)))
         if index % self._stride:
             return
         rect = None
@@ -344,15 +344,13 @@ class MotionEngine:
     def _covered_frames(self, count: int) -> np.ndarray:
         """(count,) input frames whose lower face something covers (`lipdub.render.occlusion`),
         judged shot by shot (a new track starts a shot)."""
-        colours = np.full((count, len(next(iter(self._face_colours.values()))) if self._face_colours else 0, 3), np.nan)
+        colours = np.full((count, len(LOWER_FACE_POINTS), 3), np.nan)
         new_shot = np.zeros(count, bool)
-        for index, values in list(self._face_colours.items()):
+        for index, (values, new_track) in list(self._face_colours.items()):
             if index < count:
-                colours[index] = values
-                new_shot[index] = self._new_shot.get(index, False)
+                colours[index], new_shot[index] = values, new_track
         window = max(1, int(round(WINDOW_SECONDS * self._fps)))
-        covered = (occluded(occlusion_scores(colours, np.cumsum(new_shot), window)) if colours.shape[1]
-                   else np.zeros(count, bool))
+        covered = occluded(occlusion_scores(colours, np.cumsum(new_shot), window))
         if covered.any():
             logger.info("%d of %d input frames look covered (a hand or an object before the mouth): "
                         "never lent, and shown as they are", int(covered.sum()), count)
