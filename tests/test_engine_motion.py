@@ -212,3 +212,23 @@ def test_frames_drawn_in_threads_equal_frames_drawn_in_turn():
     np.testing.assert_array_equal(outputs[1][1], outputs[2][1])
     np.testing.assert_array_equal(outputs[1][2], outputs[2][2])
     engine.close()
+
+
+def test_a_grin_wider_than_any_closed_mouth_keeps_its_teeth_through_a_pause():
+    """silent/woman_smiling_expressive.mp4 opens on a broad grin (0.69-0.73 eye units wide, teeth
+    showing); her closed mouths are at most 0.58 wide. A pause there keeps the grin open
+    (`keep_unclosable_openings`) and is not held on a narrow closed mouth (`fits_hold_width`),
+    whose lips, stretched to the grin, became a one-pixel upper lip."""
+    from lipdub.motion import shape as S
+
+    engine, jobs, _ = _prepared(shared_file("data/silent/woman_smiling_expressive.mp4"), ZeroMotion())
+    engine.use_targets(engine._targets)
+    gate = np.ones(len(engine._targets))
+    gate[:20] = 0.0  # a 0.8 s pause over the grin
+    engine.hold_pauses(gate)
+    grin = slice(0, 10)
+    assert (engine._hold_bank[grin] < 0).all()
+    assert (S.aperture(engine._targets[grin]) > 0.1).all()
+    # later, where she talks with ordinary widths, the rest is closed as the model was trained
+    assert np.median(S.aperture(engine._rest[40:60])) < 0.02
+    engine.close()

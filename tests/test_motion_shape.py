@@ -346,3 +346,30 @@ def test_keep_slow_expression_correction_stays_below_speech_rates():
     freqs = np.fft.rfftfreq(n, 1 / fps)
     assert power[freqs > 2.0].sum() < 0.003 * power.sum()  # 0.0004 here; 0.006 with a 0.04 s Gaussian
     assert power[freqs < 0.5].sum() > 0.9 * power.sum()
+
+
+def _mouths(openings, widths):
+    shapes = _shapes_with_opening(openings)
+    shapes[:, S.RIGHT_CORNER, 0] = -np.asarray(widths) / 2
+    shapes[:, S.LEFT_CORNER, 0] = np.asarray(widths) / 2
+    return shapes
+
+
+def test_widest_closed_width_reads_only_closed_frames():
+    # closed mouths 0.50-0.54 wide, an open grin 0.8 wide that must not count
+    shapes = _mouths([0.0, 0.01, 0.02, 0.2, 0.25], [0.50, 0.52, 0.54, 0.8, 0.8])
+    assert S.widest_closed_width(shapes) == pytest.approx(np.percentile([0.50, 0.52, 0.54], 95))
+    assert S.widest_closed_width(_mouths([0.2, 0.3], [0.5, 0.5])) == 0.0
+
+
+def test_keep_unclosable_openings_keeps_a_grin_wider_than_any_closed_mouth():
+    moment = _mouths([0.2, 0.2, 0.2, 0.05], [0.5, 0.5, 0.5, 0.5])
+    closed = S.closed_mouth(moment)
+    widest = 0.5
+    # drawn as wide as a closed mouth, (ratio + ramp / 2) x and (ratio + ramp) x as wide; a narrow opening
+    widths = np.array([1.0, S.GRIN_WIDTH_RATIO + S.GRIN_RAMP / 2, S.GRIN_WIDTH_RATIO + S.GRIN_RAMP, 1.5]) * widest
+    rest = S.keep_unclosable_openings(closed, moment, widths, widest, keep=0.8)
+    np.testing.assert_allclose(S.aperture(rest), [0.0, 0.4 * 0.2, 0.8 * 0.2, 0.0], atol=1e-12)
+    # a video that never closes its mouth keeps every wide-enough opening
+    np.testing.assert_allclose(S.aperture(S.keep_unclosable_openings(closed, moment, widths, 0.0, keep=1.0)),
+                               [0.2, 0.2, 0.2, 0.0], atol=1e-12)

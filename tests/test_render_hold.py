@@ -79,3 +79,13 @@ def test_slit_frame_fits_the_most_parted_targets_of_the_hold():
     two = dict(candidates=np.array([0, 10]), openings=np.array([0.045, 0.040]), centre=0, reach=40, targets=targets)
     assert choose_slit_frame(**two) == 0
     assert choose_slit_frame(**two, widths=np.array([0.41, 0.53]), target_width=0.52) == 1
+
+
+def test_a_hold_frame_much_narrower_than_its_targets_is_not_held():
+    from lipdub.render.hold import HOLD_WIDTH_RATIO, fits_hold_width
+
+    assert fits_hold_width(0.5, np.array([0.5, 0.55, 0.6]))
+    assert fits_hold_width(0.5, np.full(3, 0.5 * HOLD_WIDTH_RATIO))
+    # a grin 0.72 wide over a closed pucker 0.48 wide (silent/woman_smiling_expressive.mp4)
+    assert not fits_hold_width(0.48, np.array([0.70, 0.72, 0.73, np.nan]))
+    assert fits_hold_width(np.nan, np.array([0.7])) and fits_hold_width(0.5, np.array([np.nan]))

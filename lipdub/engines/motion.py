@@ -38,7 +38,7 @@ from lipdub.motion import shape as S
 from lipdub.motion.transfer import POSE_POINTS, follow_fast_pose, keep_slow_expression, speaker_scale, target_shapes
 from lipdub.render import bank as B
 from lipdub.render.hold import (FADE_SECONDS, NEARLY_SHUT, SEARCH_SECONDS, choose_hold_frame, choose_slit_frame,
-                                closing_runs, hold_weights, pause_runs, runs_of)
+                                closing_runs, fits_hold_width, hold_weights, pause_runs, runs_of)
 from lipdub.render.interior import FIT_SLACK, anchored_inner_ring, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
 from lipdub.render.occlusion import LOWER_FACE_POINTS, WINDOW_SECONDS, face_colours, occluded, occlusion_scores
 from lipdub.render.mesh import MESH_POINTS, build_mesh, surface_distances, unfold, warp_vertices
@@ -99,6 +99,9 @@ class MotionEngineOptions:
 
 
 INTERIORS = ("learned", "painted")
+#: The mouth width `keep_unclosable_openings` judges is averaged over this long: a grin builds in a
+#: fraction of a second, and a one-second average still calls its first frames narrow.
+GRIN_WIDTH_SECONDS = 0.5
 
 
 def interior_painter(choice: str):
@@ -302,6 +305,13 @@ class MotionEngine:
                 else S.photo_rest(smoothed_shapes))
         measured = None if plan.is_photo else S.articulation_scale(
             S.speech_motion(smoothed_shapes, rest)[np.isfinite(smoothed_shapes).all(axis=(1, 2))])
+        if count > 1 and self.predictor.rest == "closed":
+            # A grin wider than any closed mouth of the video keeps its opening (the scale above was
+            # measured on the closed rest the model was trained with).
+            slow_width = S.moving_average(S.mouth_width(smoothed_shapes),
+                                          max(1, int(round(GRIN_WIDTH_SECONDS * plan.fps))))
+            rest = S.keep_unclosable_openings(rest, S.rest_track(smoothed_shapes, plan.fps), slow_width,
+                                              S.widest_closed_width(shapes))
         self.scale = speaker_scale(measured, self.predictor.default_scale)
         logger.info("articulation scale %.3f (input measured %s, model default %.3f)", self.scale,
                     "n/a" if measured is None else f"{measured:.3f}", self.predictor.default_scale)
@@ -407,6 +417,9 @@ class MotionEngine:
             in_pause = any(a < d and c < b for c, d in pauses)
             if pick >= 0 and not in_pause and openings[pick] > NEARLY_SHUT:
                 pick = -1  # no closed mouth near enough to shut this one with: warp it shut instead
+            if pick >= 0 and not fits_hold_width(float(bank_widths[pick]), S.mouth_width(self._targets[a:b])):
+                logger.info("frames %d-%d: no closed mouth as wide as their target to hold; drawn from their own", a, b)
+                pick = -1
             if pick >= 0:
                 self._hold_bank[a:b] = pick
                 kept.append((a, b))

@@ -286,6 +286,52 @@ def photo_rest(shapes: np.ndarray) -> np.ndarray:
     return closed + keep * (shapes - closed)
 
 
+#: A moment's rest wider than this multiple of the widest closed mouth the video shows cannot be
+#: drawn shut from its own pixels (`keep_unclosable_openings`); the keep ramps in over `GRIN_RAMP`.
+GRIN_WIDTH_RATIO = 1.12
+GRIN_RAMP = 0.08
+GRIN_KEEP = 1.0
+#: A frame opened less than this (eye units) counts as closed for `widest_closed_width`.
+CLOSED_BELOW = 0.05
+
+
+def widest_closed_width(shapes: np.ndarray, closed_below: float = CLOSED_BELOW) -> float:
+    """95th percentile of the mouth width (eye units) over the frames of ``shapes`` whose opening is
+    under ``closed_below``; 0.0 when the video never closes its mouth."""
+    shapes = np.asarray(shapes, np.float64)
+    opening, width = aperture(shapes), mouth_width(shapes)
+    closed = np.isfinite(opening) & np.isfinite(width) & (opening < closed_below)
+    return float(np.percentile(width[closed], 95)) if closed.any() else 0.0
+
+
+def keep_unclosable_openings(closed: np.ndarray, moment: np.ndarray, widths: np.ndarray, widest_closed: float,
+                             ratio: float = GRIN_WIDTH_RATIO, ramp: float = GRIN_RAMP,
+                             keep: float = GRIN_KEEP, open_above: float = PHOTO_OPEN) -> np.ndarray:
+    """(T, P, 2) closed rest shapes that keep ``keep`` of the moment's opening where no closed mouth
+    the video shows is wide enough to draw them shut.
+
+    ``closed`` is `closed_mouth` of ``moment`` (`rest_track`'s most closed mouth of each moment);
+    ``widths`` (T,) how wide the mouth will be drawn (the input's own slow width: the targets keep
+    it, `lipdub.motion.transfer.keep_slow_expression`), in eye units.
+    Why: a speaker who grins with her teeth for seconds (silent/woman_smiling_expressive.mp4: mouth
+    0.69-0.73 eye units wide, 0.2-0.24 open) never closes her lips at that width; her closed mouths
+    are at most 0.58 wide. Shut, the rest asks for lips that no frame has: the renderer stretched a
+    narrow closed mouth to the grin's width and drew a one-pixel upper lip, and warping the grin's
+    own teeth shut squeezes them into a jagged white line. Kept open, the grin
+    keeps its own teeth and speech still moves around it.
+    A moment wider than ``ratio`` times ``widest_closed`` keeps ``keep`` of its opening, ramping in
+    over ``ramp`` of that ratio; only moments opened wider than ``open_above`` keep anything.
+    """
+    closed = np.asarray(closed, np.float64)
+    moment = np.asarray(moment, np.float64)
+    if widest_closed <= 0:
+        excess = np.ones(len(moment))
+    else:
+        excess = np.clip((np.asarray(widths, np.float64) / widest_closed - ratio) / ramp, 0.0, 1.0)
+    share = keep * np.nan_to_num(excess) * (np.nan_to_num(aperture(moment)) > open_above)
+    return closed + share[:, None, None] * (moment - closed)
+
+
 def speech_motion(shapes: np.ndarray, rest: np.ndarray) -> np.ndarray:
     """(T, P * 2) flattened motion of each frame away from its rest shape."""
     return (np.asarray(shapes, np.float64) - np.asarray(rest, np.float64)).reshape(len(shapes), -1)

@@ -98,6 +98,26 @@ def hold_weights(frames: int, runs: list[tuple[int, int]], fade_frames: int) -> 
     return weights
 
 
+#: A hold frame narrower than its run's target mouth by more than this factor is not held: its lips
+#: would be stretched thin across a grin (`fits_hold_width`).
+HOLD_WIDTH_RATIO = 1.25
+
+
+def fits_hold_width(hold_width: float, target_widths: np.ndarray, ratio: float = HOLD_WIDTH_RATIO) -> bool:
+    """Whether a hold frame of mouth width ``hold_width`` may be warped onto targets this wide.
+
+    Why: a pause inside a broad grin (silent/woman_smiling_expressive.mp4 dubbed with Japanese,
+    target width 0.69-0.73 eye units) held the clip's most closed mouth, a pucker 0.48 wide;
+    stretched 1.5x, its upper lip became a one-pixel line. Such a run is better drawn from its own
+    frames. Judged on the median target width; True when either width is unknown.
+    """
+    widths = np.asarray(target_widths, np.float64)
+    widths = widths[np.isfinite(widths)]
+    if not widths.size or not np.isfinite(hold_width) or hold_width <= 0:
+        return True
+    return bool(np.median(widths) <= ratio * hold_width)
+
+
 def choose_hold_frame(candidates: np.ndarray, openings: np.ndarray, centre: float,
                       reach: float, tie_break: float = 0.002) -> int:
     """Index into ``candidates`` (input frame numbers) of the hold frame for a pause near ``centre``.
