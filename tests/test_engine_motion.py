@@ -25,7 +25,7 @@ class ZeroMotion:
         return np.zeros((frames, len(MOTION_POINTS), 2)), np.zeros(frames)  # every frame a pause
 
 
-def _prepared(path, predictor, seconds=None):
+def _prepared(path, predictor, seconds=None, speech_path=None):
     from lipdub.engines.base import FrameJob, RenderPlan
     from lipdub.engines.motion import MotionEngine
     from lipdub.media.decode import iter_frames, probe_video
@@ -38,6 +38,11 @@ def _prepared(path, predictor, seconds=None):
     frames = len(faces)
     timeline = Timeline(LengthMode.cut, frames, frames)
     speech = np.zeros(int(frames / info.fps * 16000), np.float32)
+    if speech_path is not None:
+        from lipdub.media.audio import load_audio
+
+        voice = load_audio(speech_path, sample_rate=16000)[: len(speech)]
+        speech[: len(voice)] = voice
     engine.prepare(RenderPlan(info.fps, timeline, faces, speech, info.is_photo, (info.height, info.width)))
     images = [f.image for f in iter_frames(path)][:frames]
     jobs = [FrameJob(i, i, image, faces[i]) for i, image in enumerate(images)]
@@ -216,16 +221,15 @@ def test_frames_drawn_in_threads_equal_frames_drawn_in_turn():
 
 def test_a_grin_wider_than_any_closed_mouth_keeps_its_teeth_through_a_pause():
     """silent/woman_smiling_expressive.mp4 opens on a broad grin (0.69-0.73 eye units wide, teeth
-    showing); her closed mouths are at most 0.58 wide. A pause there keeps the grin open
-    (`keep_unclosable_openings`) and is not held on a narrow closed mouth (`fits_hold_width`),
-    whose lips, stretched to the grin, became a one-pixel upper lip."""
+    showing); her closed mouths are at most 0.58 wide. Dubbed with japan2.wav, whose first 0.6 s
+    are silent, the pause keeps the grin open (`keep_unclosable_openings`) and is not held on a
+    narrow closed mouth (`fits_hold_width`), whose lips, stretched to the grin, became a one-pixel
+    upper lip."""
     from lipdub.motion import shape as S
+    from lipdub.motion.predictor import load_motion_model
 
-    engine, jobs, _ = _prepared(shared_file("data/silent/woman_smiling_expressive.mp4"), ZeroMotion())
-    engine.use_targets(engine._targets)
-    gate = np.ones(len(engine._targets))
-    gate[:20] = 0.0  # a 0.8 s pause over the grin
-    engine.hold_pauses(gate)
+    engine, jobs, _ = _prepared(shared_file("data/silent/woman_smiling_expressive.mp4"), load_motion_model(),
+                                speech_path=shared_file("data/audio/japan2.wav"))
     grin = slice(0, 10)
     assert (engine._hold_bank[grin] < 0).all()
     assert (S.aperture(engine._targets[grin]) > 0.1).all()

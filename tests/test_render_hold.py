@@ -89,3 +89,14 @@ def test_a_hold_frame_much_narrower_than_its_targets_is_not_held():
     # a grin 0.72 wide over a closed pucker 0.48 wide (silent/woman_smiling_expressive.mp4)
     assert not fits_hold_width(0.48, np.array([0.70, 0.72, 0.73, np.nan]))
     assert fits_hold_width(np.nan, np.array([0.7])) and fits_hold_width(0.5, np.array([np.nan]))
+
+
+def test_own_mouths_that_would_have_to_shut_keep_their_hold():
+    from lipdub.render.hold import OWN_FOLLOW_SHARE, own_mouths_can_follow
+
+    # a grin 0.22 open kept 0.14 open: its own frames can be drawn
+    assert own_mouths_can_follow(np.array([0.22, 0.24, 0.2]), np.array([0.14, 0.19, 0.12]))
+    # a gaping mouth (expressive/d6.mp4) aimed nearly shut: not without its hold
+    assert not own_mouths_can_follow(np.array([0.4, 0.45, 0.3]), np.array([0.05, 0.1, 0.02]))
+    assert own_mouths_can_follow(np.array([0.2]), np.array([0.2 * OWN_FOLLOW_SHARE]))
+    assert own_mouths_can_follow(np.array([0.0, np.nan]), np.array([0.1, 0.1]))

@@ -38,7 +38,8 @@ from lipdub.motion import shape as S
 from lipdub.motion.transfer import POSE_POINTS, follow_fast_pose, keep_slow_expression, speaker_scale, target_shapes
 from lipdub.render import bank as B
 from lipdub.render.hold import (FADE_SECONDS, NEARLY_SHUT, SEARCH_SECONDS, choose_hold_frame, choose_slit_frame,
-                                closing_runs, fits_hold_width, hold_weights, pause_runs, runs_of)
+                                closing_runs, fits_hold_width, hold_weights, own_mouths_can_follow, pause_runs,
+                                runs_of)
 from lipdub.render.interior import FIT_SLACK, anchored_inner_ring, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
 from lipdub.render.occlusion import LOWER_FACE_POINTS, WINDOW_SECONDS, face_colours, occluded, occlusion_scores
 from lipdub.render.mesh import MESH_POINTS, build_mesh, surface_distances, unfold, warp_vertices
@@ -417,7 +418,8 @@ class MotionEngine:
             in_pause = any(a < d and c < b for c, d in pauses)
             if pick >= 0 and not in_pause and openings[pick] > NEARLY_SHUT:
                 pick = -1  # no closed mouth near enough to shut this one with: warp it shut instead
-            if pick >= 0 and not fits_hold_width(float(bank_widths[pick]), S.mouth_width(self._targets[a:b])):
+            if pick >= 0 and not fits_hold_width(float(bank_widths[pick]), S.mouth_width(self._targets[a:b])) \
+                    and own_mouths_can_follow(own_open[a:b], targets_open[a:b]):
                 logger.info("frames %d-%d: no closed mouth as wide as their target to hold; drawn from their own", a, b)
                 pick = -1
             if pick >= 0:

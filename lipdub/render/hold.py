@@ -118,6 +118,29 @@ def fits_hold_width(hold_width: float, target_widths: np.ndarray, ratio: float =
     return bool(np.median(widths) <= ratio * hold_width)
 
 
+#: ... unless its own mouths would have to shut to less than this share of their opening
+#: (`own_mouths_can_follow`).
+OWN_FOLLOW_SHARE = 0.5
+
+
+def own_mouths_can_follow(own_openings: np.ndarray, target_openings: np.ndarray,
+                          share: float = OWN_FOLLOW_SHARE) -> bool:
+    """Whether a run's own mouths, warped to its targets, keep at least ``share`` of their opening
+    (median over the frames with a known, nonzero opening); True when none has one.
+
+    Why: when a hold does not fit (`fits_hold_width`), the run is drawn from its own frames, which
+    is right for a grin kept open, but a gaping mouth warped nearly shut smears its tongue and teeth
+    into stripes (expressive/d6.mp4 dubbed with English, frames 104-124: render r 0.867 -> 0.633
+    when its closing run was refused the hold). Such a run keeps its hold, however narrow.
+    """
+    own = np.asarray(own_openings, np.float64)
+    target = np.asarray(target_openings, np.float64)
+    known = np.isfinite(own) & np.isfinite(target) & (own > 0)
+    if not known.any():
+        return True
+    return bool(np.median(target[known] / own[known]) >= share)
+
+
 def choose_hold_frame(candidates: np.ndarray, openings: np.ndarray, centre: float,
                       reach: float, tie_break: float = 0.002) -> int:
     """Index into ``candidates`` (input frame numbers) of the hold frame for a pause near ``centre``.
