@@ -368,8 +368,25 @@ def test_keep_unclosable_openings_keeps_a_grin_wider_than_any_closed_mouth():
     widest = 0.5
     # drawn as wide as a closed mouth, (ratio + ramp / 2) x and (ratio + ramp) x as wide; a narrow opening
     widths = np.array([1.0, S.GRIN_WIDTH_RATIO + S.GRIN_RAMP / 2, S.GRIN_WIDTH_RATIO + S.GRIN_RAMP, 1.5]) * widest
-    rest = S.keep_unclosable_openings(closed, moment, widths, widest, keep=0.8)
+    share = S.unclosable_share(moment, widths, widest, keep=0.8)
+    np.testing.assert_allclose(share, [0.0, 0.4, 0.8, 0.0], atol=1e-12)
+    rest = S.keep_unclosable_openings(closed, moment, share)
     np.testing.assert_allclose(S.aperture(rest), [0.0, 0.4 * 0.2, 0.8 * 0.2, 0.0], atol=1e-12)
     # a video that never closes its mouth keeps every wide-enough opening
-    np.testing.assert_allclose(S.aperture(S.keep_unclosable_openings(closed, moment, widths, 0.0, keep=1.0)),
-                               [0.2, 0.2, 0.2, 0.0], atol=1e-12)
+    np.testing.assert_allclose(S.unclosable_share(moment, widths, 0.0, keep=1.0), [1, 1, 1, 0])
+
+
+def test_a_kept_grin_opens_with_the_jaw_not_by_raising_the_upper_lip_further():
+    motion = np.zeros((2, len(S.MOTION_POINTS), 2))
+    upper, lower = S.UPPER_LIP[4], S.MOTION_POINTS.index(14)
+    motion[:, upper, 1] = -0.04  # speech raises the upper lip ...
+    motion[:, lower, 1] = 0.1  # ... and drops the lower one
+    motion[1, upper, 0] = 0.01
+    held = S.hold_raised_upper_lip(motion, np.array([0.0, 0.75]))
+    np.testing.assert_allclose(held[0], motion[0])  # no grin: the motion as predicted
+    assert held[1, upper, 1] == pytest.approx(-0.01) and held[1, upper, 0] == pytest.approx(0.01)
+    assert held[1, lower, 1] == pytest.approx(0.1)
+    assert S.MOTION_POINTS[S.UPPER_LIP[0]] in (409, 415) and len(S.UPPER_LIP) == 18
+    # a lip moving down (closing) is never held
+    motion[:, upper, 1] = 0.03
+    np.testing.assert_allclose(S.hold_raised_upper_lip(motion, np.array([1.0, 1.0])), motion)

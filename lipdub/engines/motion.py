@@ -311,8 +311,11 @@ class MotionEngine:
             # measured on the closed rest the model was trained with).
             slow_width = S.moving_average(S.mouth_width(smoothed_shapes),
                                           max(1, int(round(GRIN_WIDTH_SECONDS * plan.fps))))
-            rest = S.keep_unclosable_openings(rest, S.rest_track(smoothed_shapes, plan.fps), slow_width,
-                                              S.widest_closed_width(shapes))
+            moment = S.rest_track(smoothed_shapes, plan.fps)
+            grin_share = S.unclosable_share(moment, slow_width, S.widest_closed_width(shapes))
+            rest = S.keep_unclosable_openings(rest, moment, grin_share)
+        else:
+            grin_share = np.zeros(count)
         self.scale = speaker_scale(measured, self.predictor.default_scale)
         logger.info("articulation scale %.3f (input measured %s, model default %.3f)", self.scale,
                     "n/a" if measured is None else f"{measured:.3f}", self.predictor.default_scale)
@@ -341,7 +344,8 @@ class MotionEngine:
         early = self._anticipated.take(plan.speech, frames, plan.fps) if self._anticipated is not None else None
         self._anticipated = None
         motion, gate = early if early is not None else self.predictor.predict_with_gate(plan.speech, frames, plan.fps)
-        targets = target_shapes(rest[self._sources], motion, self.scale)
+        targets = target_shapes(rest[self._sources], S.hold_raised_upper_lip(motion, grin_share[self._sources]),
+                                self.scale)
         if not plan.is_photo:
             targets = keep_slow_expression(targets, smoothed_shapes[self._sources], plan.fps)
             nose_base = self._canonical[:, list(POSE_POINTS)].mean(axis=1)[self._sources]  # per input frame, then shown

@@ -304,32 +304,62 @@ def widest_closed_width(shapes: np.ndarray, closed_below: float = CLOSED_BELOW) 
     return float(np.percentile(width[closed], 95)) if closed.any() else 0.0
 
 
-def keep_unclosable_openings(closed: np.ndarray, moment: np.ndarray, widths: np.ndarray, widest_closed: float,
-                             ratio: float = GRIN_WIDTH_RATIO, ramp: float = GRIN_RAMP,
-                             keep: float = GRIN_KEEP, open_above: float = PHOTO_OPEN) -> np.ndarray:
-    """(T, P, 2) closed rest shapes that keep ``keep`` of the moment's opening where no closed mouth
-    the video shows is wide enough to draw them shut.
+def unclosable_share(moment: np.ndarray, widths: np.ndarray, widest_closed: float,
+                     ratio: float = GRIN_WIDTH_RATIO, ramp: float = GRIN_RAMP, keep: float = GRIN_KEEP,
+                     open_above: float = PHOTO_OPEN) -> np.ndarray:
+    """(T,) 0..``keep``: how much of the moment's opening a rest keeps (`keep_unclosable_openings`).
 
-    ``closed`` is `closed_mouth` of ``moment`` (`rest_track`'s most closed mouth of each moment);
-    ``widths`` (T,) how wide the mouth will be drawn (the input's own slow width: the targets keep
-    it, `lipdub.motion.transfer.keep_slow_expression`), in eye units.
-    Why: a speaker who grins with her teeth for seconds (silent/woman_smiling_expressive.mp4: mouth
-    0.69-0.73 eye units wide, 0.2-0.24 open) never closes her lips at that width; her closed mouths
-    are at most 0.58 wide. Shut, the rest asks for lips that no frame has: the renderer stretched a
-    narrow closed mouth to the grin's width and drew a one-pixel upper lip, and warping the grin's
-    own teeth shut squeezes them into a jagged white line. Kept open, the grin
-    keeps its own teeth and speech still moves around it.
-    A moment wider than ``ratio`` times ``widest_closed`` keeps ``keep`` of its opening, ramping in
-    over ``ramp`` of that ratio; only moments opened wider than ``open_above`` keep anything.
+    ``moment`` (T, P, 2) is `rest_track`'s most closed mouth of each moment; ``widths`` (T,) how
+    wide the mouth will be drawn (the input's own slow width: the targets keep it,
+    `lipdub.motion.transfer.keep_slow_expression`), in eye units. A moment wider than ``ratio``
+    times ``widest_closed`` (`widest_closed_width`) keeps ``keep``, ramping in over ``ramp`` of that
+    ratio; only moments opened wider than ``open_above`` keep anything. A video that never closes
+    its mouth (``widest_closed`` 0) keeps every such opening.
     """
-    closed = np.asarray(closed, np.float64)
     moment = np.asarray(moment, np.float64)
     if widest_closed <= 0:
         excess = np.ones(len(moment))
     else:
         excess = np.clip((np.asarray(widths, np.float64) / widest_closed - ratio) / ramp, 0.0, 1.0)
-    share = keep * np.nan_to_num(excess) * (np.nan_to_num(aperture(moment)) > open_above)
-    return closed + share[:, None, None] * (moment - closed)
+    return keep * np.nan_to_num(excess) * (np.nan_to_num(aperture(moment)) > open_above)
+
+
+def keep_unclosable_openings(closed: np.ndarray, moment: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """(T, P, 2) closed rest shapes that keep ``share`` (T,) of the moment's opening, where no
+    closed mouth the video shows is wide enough to draw them shut (`unclosable_share`).
+
+    ``closed`` is `closed_mouth` of ``moment`` (`rest_track`'s most closed mouth of each moment).
+    Why: a speaker who grins with her teeth for seconds (silent/woman_smiling_expressive.mp4: mouth
+    0.69-0.73 eye units wide, 0.2-0.24 open) never closes her lips at that width; her closed mouths
+    are at most 0.58 wide. Shut, the rest asks for lips that no frame has: the renderer stretched a
+    narrow closed mouth to the grin's width and drew a one-pixel upper lip, and warping the grin's
+    own teeth shut squeezes them into a jagged white line. Kept open, the grin keeps its own teeth
+    and speech still moves around it.
+    """
+    closed = np.asarray(closed, np.float64)
+    moment = np.asarray(moment, np.float64)
+    return closed + np.asarray(share, np.float64)[:, None, None] * (moment - closed)
+
+
+#: The upper lip's points on both rings (`LIP_OUTER` / `LIP_INNER` order: corner, lower lip, corner,
+#: upper lip).
+UPPER_LIP = tuple(range(11, 20)) + tuple(len(LIP_OUTER) + i for i in range(11, 20))
+
+
+def hold_raised_upper_lip(motion: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """(T, P, 2) speech ``motion`` whose raising of the upper lip (upward y) is scaled by
+    1 - ``share`` (T,), the share of an opening a kept grin already shows (`unclosable_share`).
+
+    Why: a grin has already raised the upper lip as far as it goes; speech opens a grinning mouth
+    with the jaw. Raised further, the lip was pushed 4-6 px into the still skin under the nose and
+    that skin folded into a seam of dark dots along the lip's top edge
+    (silent/mead_W009_front_happy_level3_001.mp4 dubbed with English, frames 0-4).
+    """
+    motion = np.asarray(motion, np.float64).copy()
+    factor = 1.0 - np.clip(np.asarray(share, np.float64), 0.0, 1.0)
+    upper = motion[:, UPPER_LIP, 1]
+    motion[:, UPPER_LIP, 1] = np.where(upper < 0, upper * factor[:, None], upper)
+    return motion
 
 
 def speech_motion(shapes: np.ndarray, rest: np.ndarray) -> np.ndarray:
