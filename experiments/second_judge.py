@@ -20,8 +20,8 @@ For each clip: the video protocol's reconstruction (the clip re-dubbed with its 
 - ``fm_render`` / ``dlib_render``: each judge's opening of the output against the target opening,
 - ``judges_input`` / ``judges_output``: the two judges' openings against each other, on the input
   and on the output (how much the judges agree about the same pixels),
-- ``fm_range`` / ``dlib_range``: each judge's expression range ratio (`lipdub.eval.expression`: the
-  output's 1 s low-passed mouth width, p95 - p5, over the input's), and ``judges_width_input`` the
+- ``fm_range`` / ``dlib_range``: each judge's expression range ratio (`lipdub.eval.expression.slow_width_fidelity`:
+  the output's 1 s low-passed mouth width, p95 - p5, over the input's), and ``judges_width_input`` the
   two judges' raw widths against each other on the input.
 
 Openings: Face Mesh inner-lip 13-14 over eye corners 33-263 (`lipdub.eval.mouth.mouth_aperture`);
@@ -68,6 +68,7 @@ def dlib_mouths(video: Path) -> np.ndarray:
 
     The largest detection is used; a frame without one reuses the last frame's box (a detector
     blink should not drop a frame the predictor can still read)."""
+    import cv2
     import dlib
 
     from lipdub.media.decode import iter_frames
@@ -80,7 +81,7 @@ def dlib_mouths(video: Path) -> np.ndarray:
         height, width = image.shape[:2]
         scale = min(1.0, DETECT_WIDTH / width)
         small = image if scale == 1.0 else np.ascontiguousarray(
-            __import__("cv2").resize(image, (round(width * scale), round(height * scale)), interpolation=3))
+            cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA))
         boxes = detector(small, 1)
         if len(boxes):
             best = max(boxes, key=lambda b: b.area())
@@ -95,16 +96,15 @@ def dlib_mouths(video: Path) -> np.ndarray:
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Lag-0 Pearson r over the frames both signals have (`lipdub.eval.mouth.aperture_correlation`)."""
+    from lipdub.eval.mouth import aperture_correlation
+
     n = min(len(a), len(b))
-    a, b = np.asarray(a[:n], float), np.asarray(b[:n], float)
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
-        return float("nan")
-    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+    return aperture_correlation(np.asarray(a[:n], float), np.asarray(b[:n], float), max_lag=0).r
 
 
 def judge_clip(clip: Path, out_dir: Path, speech: Path | None) -> dict:
-    from lipdub.eval.expression import mouth_width_ratio
+    from lipdub.eval.expression import mouth_width_ratio, slow_width_fidelity
     from lipdub.eval.mouth import mouth_aperture
     from lipdub.eval.protocols import crossdub, reconstruct
     from lipdub.eval.report import track_video
@@ -119,24 +119,15 @@ def judge_clip(clip: Path, out_dir: Path, speech: Path | None) -> dict:
     fps = float(probe_video(output).fps)
     np.savez(output.with_suffix(".npz"), target=target, fm_out=fm_out, fm_in=fm_in, dl_out=dl_out, dl_in=dl_in,
              fm_width_out=mouth_width_ratio(fm_out_lm), fm_width_in=mouth_width_ratio(fm_in_lm))
-    fm_range = slow_range_ratio(mouth_width_ratio(fm_out_lm), mouth_width_ratio(fm_in_lm), fps)
-    dlib_range = slow_range_ratio(dl_out[:, 1], dl_in[:, 1], fps)
+    # Both signals cut to their common length before low-passing, as the dub protocol does.
+    n = min(len(fm_out), len(fm_in))
+    fm_range = slow_width_fidelity(mouth_width_ratio(fm_out_lm)[:n], mouth_width_ratio(fm_in_lm)[:n], fps)["range_ratio"]
+    dlib_range = slow_width_fidelity(dl_out[:n, 1], dl_in[:n, 1], fps)["range_ratio"]
     return {"clip": output.stem, "fm_render": pearson(fm_out, target), "dlib_render": pearson(dl_out[:, 0], target),
             "judges_input": pearson(fm_in, dl_in[:, 0]), "judges_output": pearson(fm_out, dl_out[:, 0]),
             "fm_range": fm_range, "dlib_range": dlib_range,
             "judges_width_input": pearson(mouth_width_ratio(fm_in_lm), dl_in[:, 1]),
             "dlib_missing": float(np.mean(~np.isfinite(dl_out[:, 0])))}
-
-
-def slow_range_ratio(output_width: np.ndarray, input_width: np.ndarray, fps: float) -> float:
-    """`lipdub.eval.expression`'s range ratio (p95 - p5 of the 1 s low-passed width, output / input)
-    for any judge's width signals."""
-    from lipdub.eval.expression import _spread, lowpass
-
-    n = min(len(output_width), len(input_width))
-    slow_out, slow_in = lowpass(output_width[:n], fps), lowpass(input_width[:n], fps)
-    both = np.isfinite(slow_out) & np.isfinite(slow_in)
-    return float(_spread(slow_out[both]) / _spread(slow_in[both]))
 
 
 def main() -> None:

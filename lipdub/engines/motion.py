@@ -302,16 +302,16 @@ class MotionEngine:
         shapes = self._canonical[:, list(S.MOTION_POINTS)]
         # A video's rest is its most closed mouth of the moment (lips brought together for a model
         # trained so); a photo's, its lips (nearly) together.
-        rest = (S.video_rest(smoothed_shapes, plan.fps, self.predictor.rest) if count > 1
+        moment = S.rest_track(smoothed_shapes, plan.fps) if count > 1 else None
+        rest = (S.rest_of_moment(moment, self.predictor.rest) if moment is not None
                 else S.photo_rest(smoothed_shapes))
         measured = None if plan.is_photo else S.articulation_scale(
             S.speech_motion(smoothed_shapes, rest)[np.isfinite(smoothed_shapes).all(axis=(1, 2))])
-        if count > 1 and self.predictor.rest == "closed":
+        if moment is not None and self.predictor.rest == "closed":
             # A grin wider than any closed mouth of the video keeps its opening (the scale above was
             # measured on the closed rest the model was trained with).
             slow_width = S.moving_average(S.mouth_width(smoothed_shapes),
                                           max(1, int(round(GRIN_WIDTH_SECONDS * plan.fps))))
-            moment = S.rest_track(smoothed_shapes, plan.fps)
             grin_share = S.unclosable_share(moment, slow_width, S.widest_closed_width(shapes))
             rest = S.keep_unclosable_openings(rest, moment, grin_share)
         else:
@@ -395,8 +395,9 @@ class MotionEngine:
         fade = int(round(FADE_SECONDS * self._fps))
         pauses = pause_runs(gate, self._fps)
         own_open = np.where(self._has_face, S.aperture(self._shapes[self._sources]), np.nan)
-        closing = closing_runs(own_open, S.aperture(self._targets), fade)
         targets_open = S.aperture(self._targets)
+        targets_width = S.mouth_width(self._targets)
+        closing = closing_runs(own_open, targets_open, fade)
         bank_widths = S.mouth_width(self._bank.shapes)
         held = np.zeros(frames, bool)
         for a, b in pauses + closing:
@@ -422,7 +423,7 @@ class MotionEngine:
             in_pause = any(a < d and c < b for c, d in pauses)
             if pick >= 0 and not in_pause and openings[pick] > NEARLY_SHUT:
                 pick = -1  # no closed mouth near enough to shut this one with: warp it shut instead
-            if pick >= 0 and not fits_hold_width(float(bank_widths[pick]), S.mouth_width(self._targets[a:b])) \
+            if pick >= 0 and not fits_hold_width(float(bank_widths[pick]), targets_width[a:b]) \
                     and own_mouths_can_follow(own_open[a:b], targets_open[a:b]):
                 logger.info("frames %d-%d: no closed mouth as wide as their target to hold; drawn from their own", a, b)
                 pick = -1
@@ -435,7 +436,7 @@ class MotionEngine:
                     self._hold_slit[a:b] = choose_slit_frame(
                         self._bank_frames, allowed, float(np.median(sources)), float(max(np.ptp(self._bank_frames), 1)),
                         targets_open[a:b][parted], bank_widths,
-                        float(np.median(S.mouth_width(self._targets[a:b][parted]))))
+                        float(np.median(targets_width[a:b][parted])))
         self._hold_weight = hold_weights(frames, kept, fade)
         if kept:
             logger.info("holding %d pause(s) or closings on one closed mouth each (%d frames; %d closing runs)",

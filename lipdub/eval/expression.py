@@ -84,13 +84,23 @@ def expression_fidelity(output_landmarks: np.ndarray, input_landmarks: np.ndarra
                         seconds: float = 1.0) -> dict[str, float]:
     """{"r", "range_ratio"} of the output's slow mouth width against the input's (module docstring).
 
-    The two videos are paired by frame index over their common length. ``r`` follows
+    The two videos are paired by frame index over their common length (`slow_width_fidelity`).
+    """
+    return slow_width_fidelity(mouth_width_ratio(output_landmarks), mouth_width_ratio(input_landmarks), fps, seconds)
+
+
+def slow_width_fidelity(output_width: np.ndarray, input_width: np.ndarray, fps: float,
+                        seconds: float = 1.0) -> dict[str, float]:
+    """`expression_fidelity` from per-frame mouth widths (any landmark judge's, NaN where it saw
+    no face) rather than Face Mesh landmarks.
+
+    The two are paired by frame index over their common length. ``r`` follows
     `lipdub.eval.mouth.aperture_correlation`'s convention: 0.0 when a signal is constant (a frozen
     expression has no relation to the input's); NaN only when fewer than two frames have both.
     ``range_ratio`` is NaN when the input's range is zero or unknown.
     """
-    output_width = lowpass(mouth_width_ratio(output_landmarks), fps, seconds)
-    input_width = lowpass(mouth_width_ratio(input_landmarks), fps, seconds)
+    output_width = lowpass(output_width, fps, seconds)
+    input_width = lowpass(input_width, fps, seconds)
     n = min(output_width.size, input_width.size)
     output_width, input_width = output_width[:n], input_width[:n]
     both = np.isfinite(output_width) & np.isfinite(input_width)

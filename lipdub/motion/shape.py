@@ -267,10 +267,15 @@ def video_rest(shapes: np.ndarray, fps: float, kind: str = "closed") -> np.ndarr
     and the model (trained on the same definition) predicts it from the speech. The input's slow
     expression stays: `keep_slow_expression` restores its width and corner height.
     """
+    return rest_of_moment(rest_track(shapes, fps), kind)
+
+
+def rest_of_moment(moment: np.ndarray, kind: str = "closed") -> np.ndarray:
+    """`video_rest` from an already computed `rest_track` ``moment`` (T, P, 2): closed
+    (`closed_mouth`) unless ``kind`` is ``"envelope"``. For callers that need the moment too."""
     if kind not in REST_KINDS:
         raise ValueError(f"rest must be one of {', '.join(REST_KINDS)}, not {kind!r}")
-    rest = rest_track(shapes, fps)
-    return closed_mouth(rest) if kind == "closed" else rest
+    return closed_mouth(moment) if kind == "closed" else moment
 
 
 def photo_rest(shapes: np.ndarray) -> np.ndarray:
