@@ -1,7 +1,7 @@
 """Throughput of the lipdub pipeline per stage and end to end, with peak memory.
 
     python benchmarks/throughput.py [--seconds 10] [--engine motion compact wav2lip] [--sizes 720p 1080p]
-        [--render-threads 1 2] [--motion-models lipdub-motion lipdub-motion-whisper-tiny-base]
+        [--render-threads 1 2] [--motion-models lipdub-motion lipdub-motion-whisper-tiny-base] [--hands on off]
 
 For each size it builds a test video from a real clip in ../shared/data (scaled into a 1280x720
 or 1920x1080 frame), runs `lipdub.sync` in a fresh subprocess (so peak RSS is that run's alone)
@@ -69,13 +69,13 @@ def make_checkpoint(architecture: str, path: Path) -> None:
 
 
 def run_one(video: Path, audio: Path, checkpoint: Path | None, output: Path, batch_size: int,
-            render_threads: int, motion_model: str | None = None) -> dict:
+            render_threads: int, motion_model: str | None = None, keep_hands: bool = True) -> dict:
     """Child process: one sync run (the motion engine when ``checkpoint`` is None); its figures."""
     from lipdub.pipeline import sync
 
     start = time.perf_counter()
     result = sync(video, audio, output, checkpoint=checkpoint, batch_size=batch_size, overwrite=True, length_mode="cut",
-                  render_threads=render_threads, motion_model=motion_model)
+                  render_threads=render_threads, motion_model=motion_model, keep_hands=keep_hands)
     wall = time.perf_counter() - start
     return {
         "frames": result.frames,
@@ -100,6 +100,9 @@ def main() -> None:
     parser.add_argument("--motion-models", nargs="+", default=["default"],
                         help="motion engine: bundled lip motion models to time, one run each ('default': the "
                              "installation's default; the Whisper models run their encoders too)")
+    parser.add_argument("--hands", choices=["on", "off"], nargs="+", default=["on"],
+                        help="motion engine: look for hands by the face while tracking (the default) or not; "
+                             "several values: one run each, compared")
     parser.add_argument("--child", nargs=4, metavar=("VIDEO", "AUDIO", "CHECKPOINT", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -107,7 +110,8 @@ def main() -> None:
         video, audio, checkpoint, output = map(Path, args.child)
         model = args.motion_models[0]
         print(json.dumps(run_one(video, audio, None if checkpoint.name == "-" else checkpoint, output, args.batch_size,
-                                 args.render_threads[0], None if model == "default" else model)))
+                                 args.render_threads[0], None if model == "default" else model,
+                                 args.hands[0] == "on")))
         return
 
     for path in (args.source, args.audio):
@@ -127,11 +131,12 @@ def main() -> None:
                 video = tmp / f"input_{size}.mp4"
                 if not video.exists():
                     make_input(args.source, SIZES[size], args.seconds, video)
-                runs = [(threads, model) for model in args.motion_models for threads in args.render_threads]
-                for threads, model in runs if architecture == "motion" else runs[:1]:
+                runs = [(threads, model, hands) for model in args.motion_models for threads in args.render_threads
+                        for hands in args.hands]
+                for threads, model, hands in runs if architecture == "motion" else runs[:1]:
                     child = subprocess.run(
                         [sys.executable, __file__, "--batch-size", str(args.batch_size), "--render-threads", str(threads),
-                         "--motion-models", model,
+                         "--motion-models", model, "--hands", hands,
                          "--child", str(video), str(args.audio), str(checkpoint), str(tmp / f"out_{size}.mp4")],
                         capture_output=True, text=True,
                     )
@@ -143,6 +148,8 @@ def main() -> None:
                     label = f"{architecture} x{threads}" if architecture == "motion" else architecture
                     if architecture == "motion" and len(args.motion_models) > 1:
                         label += f" {model}"
+                    if architecture == "motion" and len(args.hands) > 1:
+                        label += f" hands {hands}"
                     print(f"{label:10s} {size:6s} frames {figures['frames']:4d}  end-to-end {figures['end_to_end_fps']:6.1f} fps  "
                           f"peak RSS {figures['peak_rss_mib']:7.0f} MiB  | per-stage fps: {stages}")
 

@@ -58,6 +58,8 @@ class SyncOptions:
     profile.json names the engine it is for, and a motion profile brings its fine-tuned model and
     the speaker's mouth bank (`lipdub.render.profile_bank`). ``render_threads``: frames the motion
     engine draws at once (2 keeps two cores busy; more on a bigger machine).
+    ``keep_hands``: the motion
+    engine looks for hands by the face and leaves them as they are (`lipdub.face.hands`).
     """
 
     photo_fps: float = 25.0
@@ -78,6 +80,7 @@ class SyncOptions:
     overwrite: bool = False
     interior: str = "painted"
     render_threads: int = 2
+    keep_hands: bool = True
 
 
 @dataclass
@@ -287,7 +290,7 @@ def track_input(face_path: Path, is_photo: bool, fps: float, options: SyncOption
     split = None if is_photo or options.box is not None else split_point(expected_frames)
     second = _SecondHalf(face_path, split - OVERLAP, fps, options, engine) if split is not None else None
     try:
-        with FaceDetector(still_image=is_photo) as detector:
+        with FaceDetector(still_image=is_photo) as detector, _hand_finder(engine) as hands:
             tracker = FaceTracker(detector, face_index=options.face_index, forced_box=options.box,
                                   smoothing=SmoothingConfig(fps=fps))
             decoded = prefetched(iter_frames(face_path, photo_fps=options.photo_fps))
@@ -301,11 +304,15 @@ def track_input(face_path: Path, is_photo: bool, fps: float, options: SyncOption
                         logger.info("the halves of the tracking pass did not join: tracking on from frame %d", split)
                         second = None
                     start = time.perf_counter()
-                    face = tracker.update(frame.image)
+                    updates = with_hands(index, frame.image, tracker.update(frame.image), hands)
                     clock.add("detect+track", start)
-                    faces.append(face)
                     start = time.perf_counter()
-                    engine.observe(index, frame.image, face)
+                    for seen, image, face in updates:  # this frame, then earlier ones whose hands came to light
+                        if seen == index:
+                            faces.append(face)
+                        else:
+                            faces[seen] = face
+                        engine.observe(seen, image, face)
                     clock.add("analyse", start)
                     if is_photo:
                         break
@@ -318,6 +325,21 @@ def track_input(face_path: Path, is_photo: bool, fps: float, options: SyncOption
         what = "the photo" if is_photo else "any frame of"
         raise LipdubError(f"no face found in {what} {face_path}")
     return faces
+
+
+def _hand_finder(engine):
+    """A `lipdub.face.hands.HandPass` (a context manager) for an engine that keeps hands
+    (``engine.wants_hands``), else a null context: one per tracking thread."""
+    from lipdub.face.hands import HandPass
+
+    return HandPass() if getattr(engine, "wants_hands", False) else contextlib.nullcontext()
+
+
+def with_hands(index: int, image: np.ndarray, face, hands) -> list:
+    """[(index, image, face)] to record: frame ``index``'s face (a TrackedFace or None) with the
+    hands by it, then any earlier frame whose hands this one brought to light (`HandPass.add`);
+    just this frame as it is where ``hands`` is None (not looked for)."""
+    return [(index, image, face)] if hands is None else hands.add(index, image, face)
 
 
 class _SecondHalf:
@@ -344,17 +366,20 @@ class _SecondHalf:
 
         faces = []
         try:
-            with FaceDetector() as detector:
+            with FaceDetector() as detector, _hand_finder(engine) as hands:
                 tracker = FaceTracker(detector, face_index=options.face_index, smoothing=SmoothingConfig(fps=fps))
                 decoded = prefetched(iter_frames(face_path, photo_fps=options.photo_fps, start=self._start))
                 with contextlib.closing(decoded):
                     for frame in decoded:
                         if self._stopping.is_set():
                             return
-                        face = tracker.update(frame.image)
-                        faces.append(face)
-                        if frame.index >= self._owned:
-                            engine.observe(frame.index, frame.image, face)
+                        for seen, image, face in with_hands(frame.index, frame.image, tracker.update(frame.image), hands):
+                            if seen == frame.index:
+                                faces.append(face)
+                            else:
+                                faces[seen - self._start] = face
+                            if seen >= self._owned:
+                                engine.observe(seen, image, face)
         except Exception:  # the main thread tracks these frames itself and reports what is wrong
             logger.debug("the second half of the tracking pass failed", exc_info=True)
             return

@@ -79,7 +79,8 @@ def build_engine(options):
     exclude = 1.0 if options.reference == "first" else None
     engine = load_engine(motion_model, MotionEngineOptions(
         color_match=options.color_match, exclude_seconds=exclude, batch_size=options.batch_size,
-        interior=getattr(options, "interior", "painted"), render_threads=getattr(options, "render_threads", 2)), bank)
+        interior=getattr(options, "interior", "painted"), render_threads=getattr(options, "render_threads", 2),
+        keep_hands=getattr(options, "keep_hands", True)), bank)
     if options.profile is not None:
         engine.model_name = f"profile {Path(options.profile).name}"
     return engine

@@ -34,6 +34,7 @@ from lipdub.engines.base import FrameJob, RenderPlan
 from lipdub.errors import LipdubError
 from lipdub.eval.mouth import mouth_aperture
 from lipdub.face.blend import LOWER_FACE_OUTLINE, feathered_polygons, inner_feather
+from lipdub.face.hands import FACE_OVAL, finger_half_width, hand_keep_weights, hands_beside_face, hands_cover
 from lipdub.motion import shape as S
 from lipdub.motion.transfer import POSE_POINTS, follow_fast_pose, keep_slow_expression, speaker_scale, target_shapes
 from lipdub.render import bank as B
@@ -97,6 +98,10 @@ class MotionEngineOptions:
     #: Frames of a batch drawn at once, in threads (OpenCV's warps and blends release the GIL, so
     #: two threads keep both cores busy while the encoder thread waits for frames). 1: in turn.
     render_threads: int = 2
+    #: Look for hands near the face while tracking (`lipdub.face.hands`) and keep their pixels:
+    #: a hand is never warped, painted over or wiped off by a held pause. False saves the hand
+    #: landmarker's ~8-14 ms a frame on inputs known to show no hands.
+    keep_hands: bool = True
 
 
 INTERIORS = ("learned", "painted")
@@ -247,10 +252,18 @@ class MotionEngine:
         self._hold_weight: np.ndarray | None = None  # per output frame: 0..1 share of the hold frame
         # input frame -> (lower-face colours, whether the tracker started a new track there): `lipdub.render.occlusion`
         self._face_colours: dict[int, tuple[np.ndarray, bool]] = {}
-        self._occluded_entries: np.ndarray | None = None  # per bank entry: its mouth is covered
+        self._hands: dict[int, np.ndarray] = {}  # input frame -> (K, 21, 2) hands near its face, where any
+        self._hand_touched: np.ndarray | None = None  # per input frame: a hand over its lower face
+        self._covered: np.ndarray | None = None  # per input frame: the colour test says something covers its mouth
+        self._occluded_entries: np.ndarray | None = None  # per bank entry: its mouth is covered (colours or a hand)
         self._edit_weight: np.ndarray | None = None  # per output frame: 0..1 share of the edit (0: the input as it is)
         self._anticipated = None  # an early motion prediction (`anticipate`)
         self._pool = None  # render threads, made on first use
+
+    @property
+    def wants_hands(self) -> bool:
+        """Whether the tracking pass should look for hands (`TrackedFace.hands`)."""
+        return self.options.keep_hands
 
     # -- tracking pass -------------------------------------------------------------------------
     def anticipate(self, speech: np.ndarray, frames: int, fps: float) -> None:
@@ -268,6 +281,11 @@ class MotionEngine:
         """Keep frame ``index``'s lower face in the mouth bank, and its colours for the occlusion
         test. Thread-safe; the last call for an index wins (see `lipdub.engines.base`)."""
         points = None
+        hands = None if face is None else getattr(face, "hands", None)
+        if hands is not None and len(hands):
+            self._hands[index] = np.asarray(hands, np.float32)
+        else:
+            self._hands.pop(index, None)
         if face is None:
             self._face_colours.pop(index, None)
         else:
@@ -338,8 +356,15 @@ class MotionEngine:
                          np.median(self._pose[faced], axis=0) if faced.any() else self._pose[0],
                          rest_kind=self.predictor.rest)
         self._bank_frames = self._bank.frames
-        covered = self._covered_frames(count)
-        self._occluded_entries = np.array([0 <= f < count and covered[f] for f in self._bank_frames], bool)
+        scores = self._occlusion_scores(count)
+        covered = self._covered = occluded(scores)
+        if covered.any():
+            logger.info("%d of %d input frames look covered (a hand or an object before the mouth): "
+                        "never lent, and shown as they are", int(covered.sum()), count)
+        self._hand_touched = self._frames_touched_by_hands(raw, scores)
+        # A hand over the lips must neither be lent with the opening nor held on.
+        self._occluded_entries = np.array([0 <= f < count and (covered[f] or self._hand_touched[f] >= 2)
+                                           for f in self._bank_frames], bool)
 
         early = self._anticipated.take(plan.speech, frames, plan.fps) if self._anticipated is not None else None
         self._anticipated = None
@@ -356,20 +381,45 @@ class MotionEngine:
             self.hold_pauses(gate)
             self._leave_covered_frames(covered)
 
-    def _covered_frames(self, count: int) -> np.ndarray:
-        """(count,) input frames whose lower face something covers (`lipdub.render.occlusion`),
-        judged shot by shot (a new track starts a shot)."""
+    def _occlusion_scores(self, count: int) -> np.ndarray:
+        """(count,) per input frame, the share of its lower-face colours that something seems to
+        cover (`lipdub.render.occlusion`), judged shot by shot (a new track starts a shot)."""
         colours = np.full((count, len(LOWER_FACE_POINTS), 3), np.nan)
         new_shot = np.zeros(count, bool)
         for index, (values, new_track) in list(self._face_colours.items()):
             if index < count:
                 colours[index], new_shot[index] = values, new_track
         window = max(1, int(round(WINDOW_SECONDS * self._fps)))
-        covered = occluded(occlusion_scores(colours, np.cumsum(new_shot), window))
-        if covered.any():
-            logger.info("%d of %d input frames look covered (a hand or an object before the mouth): "
-                        "never lent, and shown as they are", int(covered.sum()), count)
-        return covered
+        return occlusion_scores(colours, np.cumsum(new_shot), window)
+
+    def _frames_touched_by_hands(self, raw: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """(count,) per input frame: 0 no hand on the face; 1 a hand on the lower face, not by the
+        mouth (as a pause's hold frame, its hand's place is drawn from the frame shown:
+        `_without_hold_hands`); 2 a hand over the lips (never held on, its opening never lent)."""
+        touched = np.zeros(len(raw), np.int8)
+        dropped = 0
+        for index, hands in list(self._hands.items()):
+            if index >= len(raw) or not np.isfinite(raw[index]).all():
+                continue
+            if not scores[index] >= HAND_ON_FACE_SCORE:  # NaN too: no colours to confirm it
+                beside = hands_beside_face(hands, raw[index, list(FACE_OVAL)])
+                dropped += len(hands) - len(beside)
+                if not len(beside):
+                    del self._hands[index]
+                    continue
+                self._hands[index] = hands = beside
+            eye = float(np.linalg.norm(raw[index, S.RIGHT_EYE_OUTER] - raw[index, S.LEFT_EYE_OUTER]))
+            grow = HAND_MARGIN_EYE_UNITS * eye
+            if hands_cover(hands, raw[index, list(LOWER_FACE_OUTLINE)], grow) > 0:
+                touched[index] = 1
+                if hands_cover(hands, raw[index, list(S.LIP_OUTER)], grow) > 0:
+                    touched[index] = 2
+        if dropped:
+            logger.info("%d hand(s) found on the face itself with its colours unchanged: taken for the face", dropped)
+        if touched.any():
+            logger.info("%d of %d input frames have a hand on the lower face, kept as it is (%d over the lips: "
+                        "never lent nor held on)", int((touched > 0).sum()), len(raw), int((touched == 2).sum()))
+        return touched
 
     def _leave_covered_frames(self, covered: np.ndarray) -> None:
         """Show output frames whose own input frame is covered as they are, fading the edit out
@@ -428,6 +478,7 @@ class MotionEngine:
                 logger.info("frames %d-%d: no closed mouth as wide as their target to hold; drawn from their own", a, b)
                 pick = -1
             if pick >= 0:
+                logger.debug("frames %d-%d held on input frame %d", a, b, int(self._bank_frames[pick]))
                 self._hold_bank[a:b] = pick
                 kept.append((a, b))
                 parted = (targets_open[a:b] > B.CLOSED_TARGET) & (targets_open[a:b] <= NEARLY_SHUT)
@@ -549,10 +600,35 @@ class MotionEngine:
             return self._draw(job, j, job.image, (0, 0))
         hold = self._bank.entry(self._hold_bank[i])
         held = self._draw(job, hold.frame, hold.crop, hold.origin)
-        if weight >= 1.0:
+        own = None
+        if weight < 1.0:
+            own = self._draw(job, j, job.image, (0, 0))
+            held = cv2.addWeighted(own, 1.0 - weight, held, weight, 0.0)  # uint8 in one pass: a whole frame
+        return self._without_hold_hands(job, hold.frame, held, own)
+
+    def _without_hold_hands(self, job: FrameJob, hold_frame: int, held: np.ndarray, own: np.ndarray | None) -> np.ndarray:
+        """``held`` with the hold frame's own hand (one on its lower face, not by its mouth: see
+        `_frames_touched_by_hands`), moved with the face onto this frame, drawn instead from this
+        frame's own pixels (``own``: its draw without the hold, made here if None)."""
+        hands = self._hands.get(hold_frame)
+        j = job.source_index
+        if hands is None or hold_frame == j:
             return held
-        own = self._draw(job, j, job.image, (0, 0))
-        return cv2.addWeighted(own, 1.0 - weight, held, weight, 0.0)  # uint8 in one pass: a whole frame
+        onto = S.apply_affine(S.invert_affine(self._transforms[j]), S.apply_affine(self._transforms[hold_frame], hands))
+        eye = float(self._eye[j])
+        margin, feather = HAND_MARGIN_EYE_UNITS * eye, HAND_FEATHER_EYE_UNITS * eye
+        rect = bounding_rect(onto.reshape(-1, 2), held.shape, int(np.ceil(margin + 2 * feather + max(finger_half_width(h) for h in onto))) + 2)
+        if rect is None:
+            return held
+        x1, y1, x2, y2 = rect
+        weights = hand_keep_weights(onto, (y2 - y1, x2 - x1), (x1, y1), margin, feather)
+        if not weights.any():
+            return held
+        own = self._draw(job, j, job.image, (0, 0)) if own is None else own
+        out = held.copy()
+        out[y1:y2, x1:x2] = cv2.blendLinear(np.ascontiguousarray(own[y1:y2, x1:x2]),
+                                            np.ascontiguousarray(held[y1:y2, x1:x2]), weights, 1.0 - weights)
+        return out
 
     def _draw(self, job: FrameJob, lips_frame: int, lips_image: np.ndarray, lips_origin: tuple[int, int]) -> np.ndarray:
         """Output frame ``job.index`` with its skin and lips taken from input frame ``lips_frame``
@@ -660,6 +736,11 @@ class MotionEngine:
         mask = self._mask(target, frame_points, rect, float(self._eye[j]))
         # A hold frame's skin meets the frame's own inside the mask: fade it out before the edge.
         mask = mask * (inner_feather(covered, FEATHER_EYE_UNITS * float(self._eye[j])) if held else covered)
+        hands = self._hands.get(j)
+        if hands is not None:  # a hand in front of the face stays as it is, the edit fading out beside it
+            eye = float(self._eye[j])
+            mask = mask * (1.0 - hand_keep_weights(hands, mask.shape, (x1, y1), HAND_MARGIN_EYE_UNITS * eye,
+                                                   HAND_FEATHER_EYE_UNITS * eye))
         out = job.image.copy()
         mask = np.ascontiguousarray(mask, np.float32)
         # Weights of exactly 0 give the input's pixel back unchanged (identity outside the mask).
@@ -707,6 +788,17 @@ class MotionEngine:
 #: inner lips on his teeth), read 10-20 % paler in green and blue on frames showing more teeth, and
 #: the borrowed teeth were brightened into a white smear.
 LIP_SAMPLE_DEPTH = 0.5
+
+#: Pixels around a hand that keep the input's (its landmarks' error, a finger's blur), in eye units.
+HAND_MARGIN_EYE_UNITS = 0.04
+#: A hand whose palm lies on the face (`hands_beside_face`) is believed only where the occlusion
+#: test's score (`lipdub.render.occlusion`) reaches this: the landmarker took cheeks and noses for
+#: hands on faces with none (see `lipdub.face.hands.MIN_CONFIDENCE`).
+HAND_ON_FACE_SCORE = 0.1
+#: ... and over which the edit fades in beyond that: a finger's edge is a strong edge of its own, so
+#: a narrow fade hides the seam, and a wide one (the mask's `FEATHER_EYE_UNITS`) showed the input's
+#: open mouth beside a fingertip at the lip corner (debate clip, frame 8).
+HAND_FEATHER_EYE_UNITS = 0.06
 
 #: The points of `LOWER_FACE_OUTLINE` that run under the nose (its last five).
 UNDER_NOSE = 5

@@ -70,6 +70,8 @@ class TrackedFace:
     #: (478, 2) float32 as Face Mesh measured this frame, unsmoothed: where the pixels really are
     #: (a renderer that moves pixels samples them here; smoothing lags fast lips by a pixel or two).
     raw_landmarks: np.ndarray | None = None
+    #: (K, 21, 2) float32 hand points near the face (`lipdub.face.hands`), None where not looked for.
+    hands: np.ndarray | None = None
 
 
 def smoothing_factor(cutoff: float, dt: float) -> float:

@@ -114,20 +114,22 @@ def _local_statistics(values: np.ndarray, frames: np.ndarray, window: int | None
     window, or when every window would hold them all. Computed at anchors a fifth of the window
     apart, each row taking its nearest anchor's: an hour of video costs about a second."""
     if window is None or frames[-1] - frames[0] <= window:
-        median = np.median(values, axis=0)
-        return median[None], 1.4826 * np.median(np.abs(values - median), axis=0)[None]
+        median, spread = robust_centre_and_spread(values)
+        return median[None], spread[None]
     step = max(1, window // 5)
     anchors = np.arange(frames[0], frames[-1] + step, step)
     lows = np.searchsorted(frames, anchors - window, side="left")
     highs = np.searchsorted(frames, anchors + window, side="right")
-    medians, spreads = [], []
-    for low, high in zip(lows, highs):
-        part = values[low:high]
-        median = np.median(part, axis=0)
-        medians.append(median)
-        spreads.append(1.4826 * np.median(np.abs(part - median), axis=0))
+    medians, spreads = zip(*(robust_centre_and_spread(values[low:high]) for low, high in zip(lows, highs)))
     nearest = np.clip(np.round((frames - frames[0]) / step).astype(np.int64), 0, len(anchors) - 1)
     return np.asarray(medians)[nearest], np.asarray(spreads)[nearest]
+
+
+def robust_centre_and_spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median of ``values`` over its first axis and its robust spread, 1.4826 x the median absolute
+    deviation (the standard deviation, for normal data, that one outlier cannot move)."""
+    median = np.median(values, axis=0)
+    return median, 1.4826 * np.median(np.abs(values - median), axis=0)
 
 
 def occluded(scores: np.ndarray, share: float = OCCLUDED_SHARE) -> np.ndarray:
