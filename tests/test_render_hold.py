@@ -100,3 +100,30 @@ def test_own_mouths_that_would_have_to_shut_keep_their_hold():
     assert not own_mouths_can_follow(np.array([0.4, 0.45, 0.3]), np.array([0.05, 0.1, 0.02]))
     assert own_mouths_can_follow(np.array([0.2]), np.array([0.2 * OWN_FOLLOW_SHARE]))
     assert own_mouths_can_follow(np.array([0.0, np.nan]), np.array([0.1, 0.1]))
+
+
+def test_head_yaw_is_the_nose_offset_from_between_the_eyes_in_eye_distances():
+    from lipdub.render.hold import head_yaw
+
+    points = np.zeros((2, 468, 2))
+    points[:, 33] = (100.0, 50.0)
+    points[:, 263] = (200.0, 50.0)
+    points[0, 1] = (150.0, 120.0)  # facing the camera
+    points[1, 1] = (180.0, 120.0)  # turned: the nose 30 px right of the eyes' middle, eyes 100 apart
+    np.testing.assert_allclose(head_yaw(points), [0.0, 0.3])
+    points[1, 263] = points[1, 33]
+    assert np.isnan(head_yaw(points[1]))
+
+
+def test_yaw_segments_cut_a_run_where_the_head_turns_away_from_the_hold_frame():
+    from lipdub.render.hold import yaw_segments
+
+    yaws = np.array([0.0, 0.05, 0.3, 0.0, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.3, np.nan, 0.0])
+    assert yaw_segments(yaws, 0.0, 0.21) == [(0, 2, True), (2, 3, False), (3, 4, True), (4, 5, False),
+                                             (5, 13, True), (13, 15, False), (15, 17, True)]
+    # grown by 1 frame each side, and the 4-frame gap 7-10 between two misfits is too short to hold
+    assert yaw_segments(yaws, 0.0, 0.21, min_frames=3) == [(0, 1, True), (1, 6, False), (6, 12, True),
+                                                           (12, 16, False), (16, 17, True)]
+    assert yaw_segments(yaws, 0.0, 0.21, min_frames=5) == [(0, 17, False)]
+    assert yaw_segments(yaws, 0.3, 0.21)[0] == (0, 2, False)
+    assert yaw_segments(np.array([]), 0.0) == []

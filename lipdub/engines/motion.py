@@ -38,9 +38,9 @@ from lipdub.face.hands import FACE_OVAL, finger_half_width, hand_keep_weights, h
 from lipdub.motion import shape as S
 from lipdub.motion.transfer import POSE_POINTS, follow_fast_pose, keep_slow_expression, speaker_scale, target_shapes
 from lipdub.render import bank as B
-from lipdub.render.hold import (FADE_SECONDS, NEARLY_SHUT, SEARCH_SECONDS, choose_hold_frame, choose_slit_frame,
-                                closing_runs, fits_hold_width, hold_weights, own_mouths_can_follow, pause_runs,
-                                runs_of)
+from lipdub.render.hold import (FADE_SECONDS, HOLD_YAW_LIMIT, NEARLY_SHUT, SEARCH_SECONDS, choose_hold_frame,
+                                choose_slit_frame, closing_runs, fits_hold_width, head_yaw, hold_weights,
+                                own_mouths_can_follow, pause_runs, runs_of, yaw_segments)
 from lipdub.render.interior import FIT_SLACK, anchored_inner_ring, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
 from lipdub.render.occlusion import LOWER_FACE_POINTS, WINDOW_SECONDS, face_colours, occluded, occlusion_scores
 from lipdub.render.mesh import MESH_POINTS, build_mesh, surface_distances, unfold, warp_vertices
@@ -459,6 +459,8 @@ class MotionEngine:
             openings[self._occluded_entries] = np.nan  # a covered mouth reads shut: never hold on it
         reach = SEARCH_SECONDS * self._fps
         exclude = None if self.options.exclude_seconds is None else self.options.exclude_seconds * self._fps
+        yaw = head_yaw(self._canonical)  # per input frame
+        bank_yaw = np.where(self._bank_frames >= 0, yaw[np.clip(self._bank_frames, 0, len(yaw) - 1)], np.nan)
         kept = []
         for a, b in runs:
             sources = self._sources[a:b][self._has_face[a:b]]
@@ -471,27 +473,53 @@ class MotionEngine:
             pick = choose_hold_frame(self._bank_frames, allowed, float(np.median(sources)),
                                      reach + 0.5 * float(np.ptp(sources)))
             in_pause = any(a < d and c < b for c, d in pauses)
-            if pick >= 0 and not in_pause and openings[pick] > NEARLY_SHUT:
-                pick = -1  # no closed mouth near enough to shut this one with: warp it shut instead
-            if pick >= 0 and not fits_hold_width(float(bank_widths[pick]), targets_width[a:b]) \
-                    and own_mouths_can_follow(own_open[a:b], targets_open[a:b]):
-                logger.info("frames %d-%d: no closed mouth as wide as their target to hold; drawn from their own", a, b)
-                pick = -1
-            if pick >= 0:
-                logger.debug("frames %d-%d held on input frame %d", a, b, int(self._bank_frames[pick]))
-                self._hold_bank[a:b] = pick
-                kept.append((a, b))
-                parted = (targets_open[a:b] > B.CLOSED_TARGET) & (targets_open[a:b] <= NEARLY_SHUT)
-                if parted.any():
-                    # Only the opening is lent, as the bank lends it to any frame: the whole input may.
-                    self._hold_slit[a:b] = choose_slit_frame(
-                        self._bank_frames, allowed, float(np.median(sources)), float(max(np.ptp(self._bank_frames), 1)),
-                        targets_open[a:b][parted], bank_widths,
-                        float(np.median(targets_width[a:b][parted])))
+
+            def acceptable(pick: int, a: int, b: int) -> bool:
+                if pick >= 0 and not in_pause and openings[pick] > NEARLY_SHUT:
+                    return False  # no closed mouth near enough to shut this one with: warp it shut instead
+                if pick >= 0 and not fits_hold_width(float(bank_widths[pick]), targets_width[a:b]) \
+                        and own_mouths_can_follow(own_open[a:b], targets_open[a:b]):
+                    logger.info("frames %d-%d: no closed mouth as wide as their target to hold; drawn from their own", a, b)
+                    return False
+                return pick >= 0
+
+            if not acceptable(pick, a, b):
+                continue
+            # A head that turns away from the hold frame gets a hold frame turned as it is, or none.
+            shown_yaw = yaw[self._sources[a:b]]
+            for c, d, fits in yaw_segments(shown_yaw, float(bank_yaw[pick]), min_frames=2 * fade + 1):
+                segment = pick
+                if not fits:
+                    turned = np.where(np.abs(bank_yaw - np.nanmedian(shown_yaw[c:d])) <= 0.5 * HOLD_YAW_LIMIT, allowed, np.nan)
+                    part = self._sources[a + c:a + d]
+                    segment = choose_hold_frame(self._bank_frames, turned, float(np.median(part)),
+                                                reach + 0.5 * float(np.ptp(part)))
+                    if segment >= 0 and (np.abs(shown_yaw[c:d] - bank_yaw[segment]) > HOLD_YAW_LIMIT).any():
+                        segment = -1
+                    if not acceptable(segment, a + c, a + d):
+                        logger.info("frames %d-%d: the head turns away from the hold frame and no closed mouth "
+                                    "near is turned as it is; drawn from their own", a + c, a + d)
+                        continue
+                self._hold_run(a + c, a + d, segment, allowed, targets_open, targets_width, bank_widths)
+                kept.append((a + c, a + d))
         self._hold_weight = hold_weights(frames, kept, fade)
         if kept:
             logger.info("holding %d pause(s) or closings on one closed mouth each (%d frames; %d closing runs)",
                         len(kept), sum(b - a for a, b in kept), len(closing))
+
+    def _hold_run(self, a: int, b: int, pick: int, allowed: np.ndarray, targets_open: np.ndarray,
+                  targets_width: np.ndarray, bank_widths: np.ndarray) -> None:
+        """Hold output frames ``a..b`` on bank entry ``pick``, and choose the slightly open mouth
+        they borrow where their target parts the lips (`choose_slit_frame`)."""
+        logger.debug("frames %d-%d held on input frame %d", a, b, int(self._bank_frames[pick]))
+        self._hold_bank[a:b] = pick
+        parted = (targets_open[a:b] > B.CLOSED_TARGET) & (targets_open[a:b] <= NEARLY_SHUT)
+        if parted.any():
+            # Only the opening is lent, as the bank lends it to any frame: the whole input may.
+            sources = self._sources[a:b][self._has_face[a:b]]
+            self._hold_slit[a:b] = choose_slit_frame(
+                self._bank_frames, allowed, float(np.median(sources)), float(max(np.ptp(self._bank_frames), 1)),
+                targets_open[a:b][parted], bank_widths, float(np.median(targets_width[a:b][parted])))
 
     def own_shapes(self) -> np.ndarray:
         """(T, P, 2) canonical shapes of the input frames the output shows, as measured (unsmoothed):

@@ -24,6 +24,52 @@ MIN_HOLD_SECONDS = 0.4
 FADE_SECONDS = 0.12
 #: Hold frames are looked for this far (seconds of input) around the pause's own input frames.
 SEARCH_SECONDS = 1.0
+#: A hold frame serves only frames whose head turns at most this much from it (`head_yaw` units:
+#: the nose tip's sideways offset from between the eyes, in eye distances). Warping a frontal
+#: mouth onto a head turned further drew seams and slivers of the wall where the turned-away cheek
+#: meets the background (`silent/style_nice_clip1.mp4` dubbed with `english_male_1.wav`, frames
+#: 155-173 held on frame 182 at 0.21-0.32: a white line under the nose, a step in the cheek); the
+#: holds of the evaluation clips, looked at, turn by at most 0.21 (woman_seated_vertical).
+HOLD_YAW_LIMIT = 0.21
+#: Nose tip and outer eye corners (Face Mesh), for `head_yaw`.
+NOSE_TIP, RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 1, 33, 263
+
+
+def head_yaw(points: np.ndarray) -> np.ndarray:
+    """(...,) how far each face turns sideways: the nose tip's x offset from the middle of the outer
+    eye corners, over the eye distance, of (..., 468+, 2) Face Mesh points (0 facing the camera,
+    about +-0.3 at three-quarter view; its sign says which way). NaN without a face."""
+    points = np.asarray(points, np.float64)
+    eyes = points[..., [RIGHT_EYE_OUTER, LEFT_EYE_OUTER], :]
+    distance = np.linalg.norm(eyes[..., 0, :] - eyes[..., 1, :], axis=-1)
+    offset = points[..., NOSE_TIP, 0] - eyes[..., 0].mean(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(distance > 0, offset / distance, np.nan)
+
+
+def yaw_segments(yaws: np.ndarray, hold_yaw: float, limit: float = HOLD_YAW_LIMIT,
+                 min_frames: int = 1) -> list[tuple[int, int, bool]]:
+    """[(start, stop, fits)) the run of frames with head turns ``yaws`` cut where they fit a hold frame
+    turned ``hold_yaw`` (within ``limit``) and where they do not; NaN (no face) fits.
+
+    Each stretch that does not fit is grown by ``min_frames // 2`` frames at both ends, and fitting
+    gaps shorter than ``min_frames`` between two are given to them: a head hovering at the limit
+    must not switch hold frames every other frame."""
+    yaws = np.asarray(yaws, np.float64)
+    misfit = np.abs(yaws - hold_yaw) > limit
+    if not len(misfit):
+        return []
+    if min_frames > 1 and misfit.any():
+        from scipy.ndimage import binary_closing, binary_dilation
+
+        grown = binary_dilation(misfit, np.ones(2 * (min_frames // 2) + 1, bool))
+        padded = np.concatenate([[False] * min_frames, grown, [False] * min_frames])
+        misfit = binary_closing(padded, np.ones(min_frames, bool))[min_frames:-min_frames] | grown
+    fits = ~misfit
+    edges = np.flatnonzero(np.diff(fits.astype(np.int8))) + 1
+    starts = np.concatenate([[0], edges])
+    stops = np.concatenate([edges, [len(fits)]])
+    return [(int(a), int(b), bool(fits[a])) for a, b in zip(starts, stops)]
 
 
 def pause_runs(gate: np.ndarray, fps: float, min_seconds: float = MIN_HOLD_SECONDS,
