@@ -1,6 +1,7 @@
 """Pause hold: which output frames are held, how much, and on which input frame."""
 
 import numpy as np
+import pytest
 
 from lipdub.render.hold import choose_hold_frame, choose_slit_frame, hold_weights, pause_runs
 
@@ -127,3 +128,22 @@ def test_yaw_segments_cut_a_run_where_the_head_turns_away_from_the_hold_frame():
     assert yaw_segments(yaws, 0.0, 0.21, min_frames=5) == [(0, 17, False)]
     assert yaw_segments(yaws, 0.3, 0.21)[0] == (0, 2, False)
     assert yaw_segments(np.array([]), 0.0) == []
+
+
+@pytest.mark.slow
+def test_a_pause_is_never_held_on_a_frame_the_head_has_turned_far_from():
+    """style_nice_clip1 (a man eating, turning between three-quarter and frontal) held on one
+    nearly frontal frame drew a sliver of the wall under his nose where he had turned away."""
+    from lipdub.render.hold import HOLD_YAW_LIMIT, head_yaw
+    from tests.conftest import shared_file
+    from tests.test_engine_motion import ZeroMotion, _prepared
+
+    engine, jobs, _ = _prepared(shared_file("data/silent/style_nice_clip1.mp4"), ZeroMotion())
+    yaw = head_yaw(engine._canonical)
+    held = np.flatnonzero(engine._hold_bank >= 0)
+    assert len(held) > 100
+    holds = engine._bank.frames[engine._hold_bank[held]]
+    assert len(set(holds.tolist())) >= 2  # the turned stretches got hold frames of their own
+    turn = np.abs(yaw[engine._sources[held]] - yaw[holds])
+    assert np.nanmax(turn) <= HOLD_YAW_LIMIT
+    engine.close()
