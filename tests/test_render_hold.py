@@ -119,7 +119,7 @@ def test_head_yaw_is_the_nose_offset_from_between_the_eyes_in_eye_distances():
 def test_yaw_segments_cut_a_run_where_the_head_turns_away_from_the_hold_frame():
     from lipdub.render.hold import yaw_segments
 
-    yaws = np.array([0.0, 0.05, 0.3, 0.0, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.3, np.nan, 0.0])
+    yaws = np.array([0.0, 0.05, 0.3, 0.0, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.3, np.nan, 0.0])  # limit 0.21
     assert yaw_segments(yaws, 0.0, 0.21) == [(0, 2, True), (2, 3, False), (3, 4, True), (4, 5, False),
                                              (5, 13, True), (13, 15, False), (15, 17, True)]
     # grown by 1 frame each side, and the 4-frame gap 7-10 between two misfits is too short to hold
