@@ -177,3 +177,19 @@ def test_a_hand_whose_palm_lies_on_the_face_is_taken_for_the_face():
     kept = hands_beside_face(both, face)
     assert len(kept) == 1 and kept[0, 0, 1] == pytest.approx(both[1, 0, 1])
     assert hands_beside_face(np.zeros((0, 21, 2)), face).shape == (0, 21, 2)
+
+
+def test_the_hand_pass_searching_one_frame_in_three_looks_back_at_both_skipped_frames():
+    from lipdub.face.hands import HandPass
+    from lipdub.face.track import TrackedFace
+
+    face = TrackedFace(np.zeros(4, np.float32), np.zeros((478, 2), np.float32), False)
+    finder, again = _FakeFinder({4, 5, 6}), _FakeFinder({4, 5, 6}, still_images=True)
+    hand_pass = HandPass(search_every=3, finder=finder, again=again)
+    recorded = {}
+    for key in range(9):
+        for seen, _, tracked in hand_pass.add(key, np.full((2, 2, 3), key, np.uint8), face):
+            recorded[seen] = len(tracked.hands)
+    # searched: 0, 3, 6 (a hand: 4 and 5, skipped, are searched again), 7 (following; none), 8 skipped
+    assert finder.searched == [0, 3, 6, 7] and again.searched == [4, 5]
+    assert recorded == {0: 0, 1: 0, 2: 0, 3: 0, 4: 1, 5: 1, 6: 1, 7: 0, 8: 0}

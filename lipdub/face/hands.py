@@ -12,9 +12,9 @@ The landmarker runs on a square crop around the lower face (`hand_crop`), not on
 a hand that matters is near the face, and a crop makes a small face's hand large enough for the
 palm detector (which sees 192 x 192 pixels whatever it is given). In tracking mode it runs the
 hand model alone while it follows a hand, and the palm detector (about 7 ms a frame on the 2-core
-CPU) while it follows none; `HandPass` runs that search on every other frame only, and searches
-the skipped frame again when a hand turns up, so a hand is never missed and a video without hands
-pays half.
+CPU) while it follows none; `HandPass` runs that search on one frame in three only
+(`SEARCH_EVERY`), and searches the skipped frames again when a hand turns up, so a hand is never
+missed and a video without hands pays a third.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ HAND_CROP_PIXELS = 256
 #: Face Mesh's silhouette of the face, in order around it.
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
              176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+#: While no hand is followed, `HandPass` searches one frame in this many (the skipped ones are
+#: searched again when a hand turns up, so none is missed). At 720p the search cost 16-17 % end to
+#: end with 2 and 6-10 % with 3 (docs/benchmarks.md, stop 24); the debate clip's dub is the same.
+SEARCH_EVERY = 3
 #: The palm: wrist, the thumb's base and the four fingers' knuckles (MediaPipe hand points).
 PALM_POINTS = (0, 1, 5, 9, 13, 17)
 #: Each finger as a chain of points from its base to its tip.
@@ -205,7 +209,7 @@ class HandPass:
     with their hands, so the caller records them again.
     """
 
-    def __init__(self, search_every: int = 2, finder: HandFinder | None = None, again: HandFinder | None = None):
+    def __init__(self, search_every: int = SEARCH_EVERY, finder: HandFinder | None = None, again: HandFinder | None = None):
         self.search_every = max(1, search_every)
         self.finder = finder if finder is not None else HandFinder()
         self._again = again  # made when first needed
