@@ -64,9 +64,9 @@ def media(tmp_path_factory) -> Path:
 
 def test_manifest_paths_names_and_options(tmp_path):
     (tmp_path / "media").mkdir()
-    manifest = write_csv(tmp_path / "media" / "jobs.csv", ["face", "audio", "output", "length_mode", "face_index", "fps", "box"], [
-        ["talk.mp4", "tracks/fr.wav", "talk_french", "cut", "1", "12.5", "10 20 110 140"],
-        ["talk.mp4", "de.wav", "", "", "", "", ""],
+    manifest = write_csv(tmp_path / "media" / "jobs.csv", ["face", "audio", "output", "length_mode", "face_index", "fps", "box", "keep_hands"], [
+        ["talk.mp4", "tracks/fr.wav", "talk_french", "cut", "1", "12.5", "10 20 110 140", "false"],
+        ["talk.mp4", "de.wav", "", "", "", "", "", ""],
     ], bom=True)
     rows = batch.read_manifest(manifest, tmp_path / "out")
     first, second = rows
@@ -76,6 +76,7 @@ def test_manifest_paths_names_and_options(tmp_path):
     assert first.output == tmp_path / "out" / "talk_french.mp4"
     assert first.options.length_mode is LengthMode.cut and first.options.face_index == 1
     assert first.options.fps == 12.5 and first.options.box == (10, 20, 110, 140)
+    assert first.options.keep_hands is False and first.options.to_sync_options().keep_hands is False
     assert first.error is None
     assert second.output == tmp_path / "out" / "talk_de.mp4"
     assert second.options == JobOptions() and second.error is None

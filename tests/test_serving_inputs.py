@@ -17,6 +17,8 @@ def test_options_default_and_parse():
     options = JobOptions.parse('{"length_mode": "cut", "face_index": 1}')
     sync = options.to_sync_options()
     assert sync.length_mode is LengthMode.cut and sync.face_index == 1 and sync.profile is None
+    assert sync.keep_hands is True
+    assert JobOptions.parse('{"keep_hands": false}').to_sync_options().keep_hands is False
 
 
 @pytest.mark.parametrize("text, field", [

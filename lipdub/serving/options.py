@@ -32,6 +32,8 @@ class JobOptions(BaseModel):
                                    description="A personalisation profile by name, looked up in the server's profile folder.")
     fps: float = Field(25.0, ge=1.0, le=240.0, description="Output frame rate when the face is a photo.")
     crf: int = Field(18, ge=0, le=51, description="H.264 quality (lower is better).")
+    keep_hands: bool = Field(True, description="Motion engine: keep a hand by the face as it is (false: skip the "
+                                               "hand search, as `lipdub sync --no-hands`).")
 
     @field_validator("box")
     @classmethod
@@ -64,7 +66,7 @@ class JobOptions(BaseModel):
         return SyncOptions(
             photo_fps=self.fps, length_mode=self.length_mode, face_index=self.face_index, box=self.box,
             engine=self.engine, motion_model=self.motion_model, model=self.model, profile=profile_path,
-            crf=self.crf, overwrite=overwrite,
+            crf=self.crf, overwrite=overwrite, keep_hands=self.keep_hands,
         )
 
 
