@@ -307,12 +307,7 @@ def track_input(face_path: Path, is_photo: bool, fps: float, options: SyncOption
                     updates = with_hands(index, frame.image, tracker.update(frame.image), hands)
                     clock.add("detect+track", start)
                     start = time.perf_counter()
-                    for seen, image, face in updates:  # this frame, then earlier ones whose hands came to light
-                        if seen == index:
-                            faces.append(face)
-                        else:
-                            faces[seen] = face
-                        engine.observe(seen, image, face)
+                    record(faces, 0, updates, engine.observe)
                     clock.add("analyse", start)
                     if is_photo:
                         break
@@ -342,6 +337,18 @@ def with_hands(index: int, image: np.ndarray, face, hands) -> list:
     return [(index, image, face)] if hands is None else hands.add(index, image, face)
 
 
+def record(faces: list, first: int, updates: list, observe) -> None:
+    """Put ``updates`` ([(index, image, face)] from `with_hands`: the newest frame, then earlier
+    ones seen again) into ``faces`` (the faces of frames ``first..``), appending the newest, and
+    show each to ``observe``."""
+    for index, image, face in updates:
+        if index - first == len(faces):
+            faces.append(face)
+        else:
+            faces[index - first] = face
+        observe(index, image, face)
+
+
 class _SecondHalf:
     """Track frames ``start..`` of a video in a background thread with a tracker of its own.
 
@@ -353,6 +360,7 @@ class _SecondHalf:
         from lipdub.face.split import OVERLAP
 
         self._start, self._owned = start, start + OVERLAP
+        self._engine = engine
         self._stopping = threading.Event()
         self._faces: list | None = None
         self._thread = threading.Thread(target=self._run, args=(face_path, fps, options, engine),
@@ -373,17 +381,17 @@ class _SecondHalf:
                     for frame in decoded:
                         if self._stopping.is_set():
                             return
-                        for seen, image, face in with_hands(frame.index, frame.image, tracker.update(frame.image), hands):
-                            if seen == frame.index:
-                                faces.append(face)
-                            else:
-                                faces[seen - self._start] = face
-                            if seen >= self._owned:
-                                engine.observe(seen, image, face)
+                        record(faces, self._start, with_hands(frame.index, frame.image, tracker.update(frame.image), hands),
+                               self._observe_owned)
         except Exception:  # the main thread tracks these frames itself and reports what is wrong
             logger.debug("the second half of the tracking pass failed", exc_info=True)
             return
         self._faces = faces
+
+    def _observe_owned(self, index: int, image: np.ndarray, face) -> None:
+        """Show the engine the frames this half owns (the shared ones are the main tracker's)."""
+        if index >= self._owned:
+            self._engine.observe(index, image, face)
 
     def result(self) -> list | None:
         self._thread.join()

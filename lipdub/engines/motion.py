@@ -395,7 +395,10 @@ class MotionEngine:
     def _frames_touched_by_hands(self, raw: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """(count,) per input frame: 0 no hand on the face; 1 a hand on the lower face, not by the
         mouth (as a pause's hold frame, its hand's place is drawn from the frame shown:
-        `_without_hold_hands`); 2 a hand over the lips (never held on, its opening never lent)."""
+        `_without_hold_hands`); 2 a hand over the lips (never held on, its opening never lent).
+
+        Hands found on the face itself where the colours say nothing covers it are taken for the
+        face and forgotten (removed from ``self._hands``), so they are not kept when drawing either."""
         touched = np.zeros(len(raw), np.int8)
         dropped = 0
         for index, hands in list(self._hands.items()):
@@ -408,8 +411,7 @@ class MotionEngine:
                     del self._hands[index]
                     continue
                 self._hands[index] = hands = beside
-            eye = float(np.linalg.norm(raw[index, S.RIGHT_EYE_OUTER] - raw[index, S.LEFT_EYE_OUTER]))
-            grow = HAND_MARGIN_EYE_UNITS * eye
+            grow = HAND_MARGIN_EYE_UNITS * float(self._eye[index])
             if hands_cover(hands, raw[index, list(LOWER_FACE_OUTLINE)], grow) > 0:
                 touched[index] = 1
                 if hands_cover(hands, raw[index, list(S.LIP_OUTER)], grow) > 0:

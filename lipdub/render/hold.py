@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from lipdub.eval.mouth import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from lipdub.render.mesh import NOSE_TIP
+
 #: The speech gate is "shut" below this (`lipdub.motion.predictor.speech_gate`, 0..1).
 GATE_SHUT_BELOW = 0.05
 #: Only pauses at least this long are held: a short gap between words is articulation.
@@ -32,8 +35,6 @@ SEARCH_SECONDS = 1.0
 #: the evaluation clips turn by at most 0.23 (man_phone_film's video protocol, which looks right
 #: held; cutting it at 0.21 gave it a hold switch whose cross-fade ghosted the lips).
 HOLD_YAW_LIMIT = 0.25
-#: Nose tip and outer eye corners (Face Mesh), for `head_yaw`.
-NOSE_TIP, RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 1, 33, 263
 
 
 def head_yaw(points: np.ndarray) -> np.ndarray:
@@ -58,19 +59,13 @@ def yaw_segments(yaws: np.ndarray, hold_yaw: float, limit: float = HOLD_YAW_LIMI
     must not switch hold frames every other frame."""
     yaws = np.asarray(yaws, np.float64)
     misfit = np.abs(yaws - hold_yaw) > limit
-    if not len(misfit):
-        return []
     if min_frames > 1 and misfit.any():
         from scipy.ndimage import binary_closing, binary_dilation
 
         grown = binary_dilation(misfit, np.ones(2 * (min_frames // 2) + 1, bool))
         padded = np.concatenate([[False] * min_frames, grown, [False] * min_frames])
         misfit = binary_closing(padded, np.ones(min_frames, bool))[min_frames:-min_frames] | grown
-    fits = ~misfit
-    edges = np.flatnonzero(np.diff(fits.astype(np.int8))) + 1
-    starts = np.concatenate([[0], edges])
-    stops = np.concatenate([edges, [len(fits)]])
-    return [(int(a), int(b), bool(fits[a])) for a, b in zip(starts, stops)]
+    return sorted([(a, b, True) for a, b in runs_of(~misfit)] + [(a, b, False) for a, b in runs_of(misfit)])
 
 
 def pause_runs(gate: np.ndarray, fps: float, min_seconds: float = MIN_HOLD_SECONDS,
