@@ -112,7 +112,7 @@ class SyncResult:
 ProgressCallback = Callable[[int, int], None]
 
 
-class _StageClock:
+class StageClock:
     """Accumulates wall time per pipeline stage (the figures `benchmarks/throughput.py` prints)."""
 
     def __init__(self) -> None:
@@ -270,7 +270,7 @@ def build_engine(options: SyncOptions):
     return build(options)
 
 
-def track_input(face_path: Path, is_photo: bool, fps: float, options: SyncOptions, engine, clock: _StageClock,
+def track_input(face_path: Path, is_photo: bool, fps: float, options: SyncOptions, engine, clock: StageClock,
                 expected_frames: int) -> list:
     """The tracking pass: every input frame decoded, its face tracked, shown to the engine.
 
@@ -453,7 +453,7 @@ def _run(engine, face_path: Path, audio_path: Path, output_path: Path, options: 
     if is_silent(speech):
         logger.warning("the audio in %s is silent: the mouth will stay closed", audio_path)
     fps = info.fps
-    clock = _StageClock()
+    clock = StageClock()
     audio_frames = frames_for_duration(len(speech) / rate, fps)
     if hasattr(engine, "anticipate") and info.frame_count and audio_frames >= 1:
         # The output length the probe's frame count implies: usually right, checked in `prepare`.

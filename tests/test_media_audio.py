@@ -206,3 +206,22 @@ def test_iter_audio_streams_in_small_pieces_with_flat_memory(tmp_path):
     assert total == whole.size == 48000 * seconds
     assert largest <= 48000  # at most a second at once (in practice one decoded frame)
     assert peak < whole.nbytes / 20
+
+
+def test_raw_pcm_is_passed_on_as_it_arrives_odd_bytes_kept_for_the_next_read():
+    from lipdub.media.audio import iter_raw_pcm
+
+    samples = np.array([0, 16384, -32768, 32767, -1], "<i2").tobytes()
+    arrivals = [samples[:3], samples[3:4], samples[4:], b""]  # a pipe hands over what it has
+    pieces = list(iter_raw_pcm(lambda n: arrivals.pop(0), chunk_samples=640))
+    assert [len(piece) for piece in pieces] == [1, 1, 3]
+    np.testing.assert_allclose(np.concatenate(pieces), [0.0, 0.5, -1.0, 32767 / 32768, -1 / 32768])
+
+
+def test_rechunk_gives_equal_pieces_and_every_sample():
+    from lipdub.media.audio import rechunk
+
+    pieces = [np.arange(0, 5), np.arange(5, 6), np.arange(6, 17)]
+    out = list(rechunk(iter(pieces), 4))
+    assert [len(piece) for piece in out] == [4, 4, 4, 4, 1]
+    np.testing.assert_array_equal(np.concatenate(out), np.arange(17))

@@ -580,6 +580,18 @@ class MotionEngine:
         self.target_aperture = [float("nan")] * frames
         self._hold_bank, self._hold_weight, self._hold_slit = None, None, None
 
+    def use_live_motion(self, motion: np.ndarray) -> None:
+        """Make output frames 0..k-1 a photo's next frames driven live (`lipdub.live`): their targets
+        are the photo's rest shape plus ``motion`` (k, P, 2; articulation units, from
+        `lipdub.motion.streaming.StreamingMotion`) at the speaker's scale, as `prepare` makes a
+        photo's. Call after `prepare` with a photo plan; `render` then draws those frames."""
+        if len(self._shapes) != 1:
+            raise LipdubError("live motion drives a photo: the plan had more than one input frame")
+        frames = len(motion)
+        self._sources = np.zeros(frames, np.int64)
+        self._has_face = np.ones(frames, bool)
+        self.use_targets(target_shapes(self._rest[self._sources], np.asarray(motion, np.float64), self.scale))
+
     # -- drawing ---------------------------------------------------------------------------------
     def target_frame_points(self, output_index: int, base_frame: int | None = None) -> np.ndarray:
         """(468, 2) the output frame's target mesh in frame pixels (motion + followers moved).

@@ -230,3 +230,42 @@ class _Shaper:
         if piece.size:
             self.emitted += piece.size
             yield np.clip(piece, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def iter_raw_pcm(read, chunk_samples: int) -> Iterator[np.ndarray]:
+    """Float32 pieces of raw signed 16-bit little-endian mono PCM (``s16le``), as it arrives.
+
+    ``read(n)`` returns up to ``n`` bytes, fewer when less has arrived, and b"" at the end (like
+    ``os.read`` on a pipe, or ``io.BufferedReader.read1``): a live source's pieces are passed on
+    as soon as they come, never held back to fill ``chunk_samples``. An odd byte is kept for the
+    next read; one left at the end is dropped (half a sample).
+    """
+    if chunk_samples < 1:
+        raise ValueError("chunk_samples must be at least 1")
+    carry = b""
+    while True:
+        data = read(2 * chunk_samples)
+        if not data:
+            return
+        data = carry + data
+        whole = len(data) - len(data) % 2
+        carry = data[whole:]
+        if whole:
+            yield np.frombuffer(data[:whole], "<i2").astype(np.float32) / 32768.0
+
+
+def rechunk(pieces: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """The samples of ``pieces`` again, in pieces of exactly ``size`` (the last may be shorter)."""
+    if size < 1:
+        raise ValueError("size must be at least 1")
+    pending: list[np.ndarray] = []
+    count = 0
+    for piece in pieces:
+        pending.append(np.asarray(piece, np.float32))
+        count += len(piece)
+        while count >= size:
+            joined = np.concatenate(pending)
+            yield joined[:size]
+            pending, count = [joined[size:]], count - size
+    if count:
+        yield np.concatenate(pending)

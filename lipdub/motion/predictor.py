@@ -55,12 +55,17 @@ def frame_loudness(mel: np.ndarray, frames: int, fps: float) -> np.ndarray:
 
 
 def speech_gate(loudness: np.ndarray, open_below_peak: float = GATE_OPEN, shut_below_peak: float = GATE_SHUT,
-                widen: int = 2) -> np.ndarray:
-    """(T,) 0..1 per frame: how much speech motion to allow (see the module docstring)."""
+                widen: int = 2, peak: float | None = None) -> np.ndarray:
+    """(T,) 0..1 per frame: how much speech motion to allow (see the module docstring).
+
+    ``peak``: the loud level the thresholds are measured from; None = the 90th percentile of
+    ``loudness`` (the whole track's). A stream passes its running estimate
+    (`lipdub.motion.streaming`)."""
     loudness = np.asarray(loudness, np.float64)
     if len(loudness) == 0:
         return loudness
-    peak = np.percentile(loudness, 90)
+    if peak is None:
+        peak = np.percentile(loudness, 90)
     if peak <= -3.9:  # the whole track is silence
         return np.zeros_like(loudness)
     t = np.clip((loudness - (peak - shut_below_peak)) / (shut_below_peak - open_below_peak), 0.0, 1.0)
