@@ -780,12 +780,15 @@ def serve(
     max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", min=0.001, help="Largest face or audio upload, each, in MiB (default: 500)."),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", min=0.1, help="Longest face video or speech accepted, in seconds (default: 600)."),
     profiles: Optional[Path] = typer.Option(None, "--profiles", help="Folder of personalisation profiles that jobs may name."),
+    live_sessions: Optional[int] = typer.Option(None, "--live-sessions", min=0, max=16, help="Live avatars (WebSocket /v1/live, page /live) drawn at once (default: 1, or LIPDUB_LIVE_SESSIONS; 0: none)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only (no access log)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details of every job."),
 ) -> None:
-    """Serve the HTTP job API (POST /v1/jobs, GET /v1/jobs/ID, ...; schema at /openapi.json).
+    """Serve the HTTP job API (POST /v1/jobs, GET /v1/jobs/ID, ...; schema at /openapi.json) and live
+    avatars (WebSocket /v1/live; a page to try one at /live).
 
-    Set LIPDUB_TOKEN to require "Authorization: Bearer TOKEN" on every job request.
+    Set LIPDUB_TOKEN to require "Authorization: Bearer TOKEN" on every job request (and the token in
+    a live connection's first message).
     """
     _configure_logging(quiet, verbose, progress_log=True)
     try:
@@ -795,6 +798,7 @@ def serve(
     except ImportError as error:
         raise LipdubError(f"the job API needs the serve extra ({error.name} is missing): pip install 'lipdub[serve]'") from None
     given = {"data_dir": data, "workers": workers, "max_seconds": max_seconds, "profiles_dir": profiles,
+             "live_sessions": live_sessions,
              "max_upload_bytes": None if max_upload_mb is None else int(max_upload_mb * MIB)}
     from pydantic import ValidationError
 
@@ -809,7 +813,8 @@ def serve(
     except OSError as error:
         raise LipdubError(f"cannot use data folder {settings.data_dir}: {error.strerror or error}") from None
     auth = "a bearer token (LIPDUB_TOKEN)" if settings.token is not None else "no token"
-    stderr.print(f"lipdub job API on http://{host}:{port}/v1/ (data {settings.data_dir}, {settings.workers} worker(s), {auth})",
+    stderr.print(f"lipdub job API on http://{host}:{port}/v1/ (data {settings.data_dir}, {settings.workers} worker(s), {auth}); "
+                 f"live avatars: http://{host}:{port}/live ({settings.live_sessions} at once)",
                  soft_wrap=True, highlight=False)
     uvicorn.run(application, host=host, port=port, log_level="error" if quiet else "info" if verbose else "warning",
                 access_log=verbose, log_config=None)

@@ -251,7 +251,14 @@ def iter_raw_pcm(read, chunk_samples: int) -> Iterator[np.ndarray]:
         whole = len(data) - len(data) % 2
         carry = data[whole:]
         if whole:
-            yield np.frombuffer(data[:whole], "<i2").astype(np.float32) / 32768.0
+            yield pcm_s16le_to_float(data[:whole])
+
+
+def pcm_s16le_to_float(data: bytes) -> np.ndarray:
+    """Float32 samples in [-1, 1) of raw signed 16-bit little-endian PCM (an even number of bytes)."""
+    if len(data) % 2:
+        raise LipdubError(f"16-bit PCM comes in whole samples of 2 bytes, got {len(data)} bytes")
+    return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
 
 
 def rechunk(pieces: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:

@@ -42,6 +42,7 @@ from starlette.exceptions import HTTPException
 from lipdub import __version__
 from lipdub.errors import LipdubError
 from lipdub.serving.inputs import inspect_audio, inspect_face
+from lipdub.serving.live_socket import add_live_routes
 from lipdub.serving.options import JobOptions
 from lipdub.serving.store import Job, JobState, JobStore, is_job_id, new_job_id
 from lipdub.serving.worker import WorkerPool, public_message
@@ -65,6 +66,7 @@ class ServerSettings(BaseSettings):
     token: Optional[SecretStr] = Field(None, description="Bearer token every job request must carry (LIPDUB_TOKEN).")
     profiles_dir: Optional[Path] = Field(None, description="Folder of personalisation profiles, chosen by name.")
     max_attempts: int = Field(2, ge=1, description="Times a job may be started before a restart fails it.")
+    live_sessions: int = Field(1, ge=0, le=16, description="Live avatars (`/v1/live`) drawn at once (0: none).")
 
     @property
     def jobs_dir(self) -> Path:
@@ -175,6 +177,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         header = None if credentials is None else f"{credentials.scheme} {credentials.credentials}"
         if not settings.token_ok(header):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    add_live_routes(app, settings, settings.live_sessions)
 
     def job_or_404(job_id: str) -> Job:
         job = store.get(job_id) if is_job_id(job_id) else None
