@@ -679,7 +679,7 @@ def live(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details."),
 ) -> None:
-    """Animate PHOTO live from streamed speech: frames leave about a quarter second after the sound (a talking avatar)."""
+    """Animate PHOTO live from streamed speech: each frame leaves about 0.3 s after its sound (a talking avatar)."""
     _configure_logging(quiet, verbose)
     from lipdub.fileio import AtomicFile
     from lipdub.live import LiveAvatar, run_live
@@ -700,6 +700,8 @@ def live(
             raise LipdubError("the output would overwrite an input")
         if not target.parent.is_dir():
             raise LipdubError(f"folder {target.parent} does not exist")
+    if audio == "-" and sys.stdin.isatty():
+        raise LipdubError("no speech: pipe 16 kHz mono s16le PCM into standard input, or give --audio FILE")
     if audio != "-" and not Path(audio).is_file():
         raise LipdubError(f"audio not found: {audio}")
     import torch
