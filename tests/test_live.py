@@ -178,3 +178,22 @@ def test_cli_bad_input_gets_one_line(tmp_path, args, needle):
 def test_cli_with_no_audio_on_stdin_writes_nothing():
     result = run_cli(PHOTO, stdin=b"")
     assert result.returncode == 1 and b"no audio" in result.stderr and result.stdout == b""
+
+
+def test_face_index_picks_which_face_of_a_photo_speaks(tmp_path, speech):
+    from tests.conftest import shared_file
+
+    from lipdub.eval.protocols import first_frame_photo
+
+    photo = first_frame_photo(shared_file("data/multiface/tv_debate_two_men.mp4"), tmp_path / "two.png")
+    changed_x = []
+    for index in (0, 1):
+        from lipdub.pipeline import SyncOptions
+
+        with LiveAvatar(photo, options=SyncOptions(face_index=index)) as avatar:
+            frames = avatar.push(speech[:16000 * 2]) + avatar.finish()
+            still = avatar._image
+        changed = np.abs(np.stack(frames).astype(int) - still[None].astype(int)).max(axis=(0, 3)) > 1
+        changed_x.append(np.nonzero(changed)[1].mean())
+    # Faces are counted left to right: the first one's edits lie left of the second one's.
+    assert changed_x[0] < changed_x[1] - 50, changed_x

@@ -3,7 +3,7 @@
 The job API dubs files; a talking avatar in a browser or an app needs frames while the person is
 still speaking. One WebSocket connection is one `lipdub.live.LiveAvatar`:
 
-1. client -> text: ``{"fps": 25, "quality": 80, "token": "..."}`` (all optional; the token is
+1. client -> text: ``{"fps": 25, "quality": 80, "face_index": 0, "token": "..."}`` (all optional; the token is
    needed when the server has one: a browser cannot put it in a WebSocket's headers);
 2. client -> binary: the photo (jpg, png, webp; sniffed by content, at most `MAX_PHOTO_BYTES`);
 3. server -> text: ``{"width", "height", "fps", "sample_rate": 16000, "audio": "s16le",
@@ -51,6 +51,7 @@ class LiveHello(BaseModel):
     fps: float = Field(25.0, ge=1.0, le=60.0, description="Frames per second to draw.")
     quality: int = Field(80, ge=30, le=95, description="JPEG quality of each frame.")
     token: str | None = Field(None, description="The server's bearer token, where it has one.")
+    face_index: int | None = Field(None, ge=0, le=64, description="Which face when the photo shows several, left to right.")
 
 
 class _Refused(Exception):
@@ -102,7 +103,7 @@ def add_live_routes(app: FastAPI, settings, sessions: int) -> None:
                 raise _Refused(f"the photo is over {MAX_PHOTO_BYTES // (1024 * 1024)} MB")
             path = Path(folder.name) / "photo"
             path.write_bytes(photo)
-            avatar = await to_thread.run_sync(_make_avatar, path, hello.fps)
+            avatar = await to_thread.run_sync(_make_avatar, path, hello.fps, hello.face_index)
             height, width = avatar.frame_shape
             await websocket.send_json({"width": width, "height": height, "fps": avatar.fps,
                                        "sample_rate": avatar.sample_rate, "audio": "s16le",
@@ -131,10 +132,11 @@ def _hello(text: str) -> LiveHello:
         raise _Refused(f"first message: {where}") from None
 
 
-def _make_avatar(path: Path, fps: float):
+def _make_avatar(path: Path, fps: float, face_index: int | None):
     from lipdub.live import LiveAvatar
+    from lipdub.pipeline import SyncOptions
 
-    return LiveAvatar(path, fps=fps)
+    return LiveAvatar(path, fps=fps, options=SyncOptions(face_index=face_index))
 
 
 async def _stream(websocket: WebSocket, avatar, quality: int, max_seconds: float) -> None:
