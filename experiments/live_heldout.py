@@ -1,7 +1,7 @@
 """python experiments/live_heldout.py [OUT_DIR]
 
 Image protocol, live: each validation clip's first frame driven by its own speech, streamed in 40 ms
-pieces; mouth-aperture r (lag 0 and best within +-3) against the clip's real mouth, beside the offline
+pieces; mouth-aperture r (lag 0 and best within +-5 frames) against the clip's real mouth, beside the offline
 causal dub's (same photo, same speech)."""
 import sys, numpy as np, torch, av, tempfile
 from pathlib import Path
