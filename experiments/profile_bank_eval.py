@@ -82,7 +82,7 @@ def profile_share(clip: Path, profile: Path) -> dict:
     from lipdub.eval.protocols import first_frame_photo
     from lipdub.media.audio import load_audio
     from lipdub.media.decode import iter_frames, probe_video
-    from lipdub.pipeline import SyncOptions, _StageClock, track_input
+    from lipdub.pipeline import SyncOptions, StageClock, track_input
     from lipdub.timeline import fit_audio, frames_for_duration, plan_timeline
 
     fps = probe_video(clip).fps
@@ -91,7 +91,7 @@ def profile_share(clip: Path, profile: Path) -> dict:
         options = SyncOptions(profile=profile, photo_fps=fps)
         engine = build_engine(options)
         try:
-            faces = track_input(photo, True, fps, options, engine, _StageClock(), 1)
+            faces = track_input(photo, True, fps, options, engine, StageClock(), 1)
             speech = load_audio(clip, sample_rate=engine.sample_rate)
             count = frames_for_duration(len(speech) / engine.sample_rate, fps)
             timeline = plan_timeline(1, count, options.length_mode, is_photo=True)

@@ -29,12 +29,12 @@ def _prepared(path, predictor, seconds=None, speech_path=None):
     from lipdub.engines.base import FrameJob, RenderPlan
     from lipdub.engines.motion import MotionEngine
     from lipdub.media.decode import iter_frames, probe_video
-    from lipdub.pipeline import SyncOptions, _StageClock, track_input
+    from lipdub.pipeline import SyncOptions, StageClock, track_input
     from lipdub.timeline import LengthMode, Timeline
 
     info = probe_video(path)
     engine = MotionEngine(predictor)
-    faces = track_input(path, info.is_photo, info.fps, SyncOptions(), engine, _StageClock(), info.frame_count)
+    faces = track_input(path, info.is_photo, info.fps, SyncOptions(), engine, StageClock(), info.frame_count)
     frames = len(faces)
     timeline = Timeline(LengthMode.cut, frames, frames)
     speech = np.zeros(int(frames / info.fps * 16000), np.float32)

@@ -76,7 +76,7 @@ class Bank:
 
 def _track(path, monkeypatch, split: bool, agree: bool = True):
     from lipdub.media.decode import probe_video
-    from lipdub.pipeline import SyncOptions, _StageClock, track_input
+    from lipdub.pipeline import SyncOptions, StageClock, track_input
 
     info = probe_video(path)
     engine = Bank()
@@ -85,7 +85,7 @@ def _track(path, monkeypatch, split: bool, agree: bool = True):
             patch.setattr(S, "split_point", lambda *args, **kwargs: None)
         if not agree:
             patch.setattr(S, "tracks_agree", lambda *args, **kwargs: False)
-        faces = track_input(path, False, info.fps, SyncOptions(), engine, _StageClock(), info.frame_count)
+        faces = track_input(path, False, info.fps, SyncOptions(), engine, StageClock(), info.frame_count)
     engine.bank._order_inputs(len(faces))
     return faces, engine.bank.frames, info.frame_count
 

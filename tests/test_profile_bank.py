@@ -149,14 +149,14 @@ def profile_bank():
 
 def _track(path):
     from lipdub.media.decode import probe_video
-    from lipdub.pipeline import SyncOptions, _StageClock, track_input
+    from lipdub.pipeline import SyncOptions, StageClock, track_input
 
     class Collect:
         def observe(self, index, image, face):
             pass
 
     info = probe_video(path)
-    return track_input(path, info.is_photo, info.fps, SyncOptions(), Collect(), _StageClock(), info.frame_count)
+    return track_input(path, info.is_photo, info.fps, SyncOptions(), Collect(), StageClock(), info.frame_count)
 
 
 def test_saved_bank_round_trips_points_and_pixels(profile_bank, tmp_path):
@@ -246,12 +246,12 @@ def _engine(face, bank, output_frames):
     from lipdub.engines.base import FrameJob, RenderPlan
     from lipdub.engines.motion import MotionEngine
     from lipdub.media.decode import iter_frames, probe_video
-    from lipdub.pipeline import SyncOptions, _StageClock, track_input
+    from lipdub.pipeline import SyncOptions, StageClock, track_input
     from lipdub.timeline import plan_timeline
 
     info = probe_video(face)
     engine = MotionEngine(ZeroMotion(), profile_bank=bank)
-    faces = track_input(face, info.is_photo, info.fps, SyncOptions(), engine, _StageClock(), info.frame_count)
+    faces = track_input(face, info.is_photo, info.fps, SyncOptions(), engine, StageClock(), info.frame_count)
     timeline = plan_timeline(len(faces), output_frames, SyncOptions().length_mode, is_photo=info.is_photo)
     speech = np.zeros(int(output_frames / info.fps * 16000), np.float32)
     engine.prepare(RenderPlan(info.fps, timeline, faces, speech, info.is_photo, (info.height, info.width)))
