@@ -129,6 +129,22 @@ def test_photo_without_face(tmp_path, speech, random_checkpoint):
     assert_nothing_written(tmp_path, {"wall.png"})
 
 
+def test_truncated_photo_is_named_in_one_line(tmp_path, speech):
+    """libjpeg would decode a cut-off JPEG anyway and print its own "Premature end of JPEG file"
+    lines; the check before it names the problem once (for `sync` and `live` alike)."""
+    from lipdub.media.decode import jpeg_is_truncated
+
+    sample = Path(__file__).resolve().parents[1] / "lipdub" / "assets" / "sample_face.jpg"
+    photo = tmp_path / "cut.jpg"
+    photo.write_bytes(sample.read_bytes()[:5000])
+    assert jpeg_is_truncated(photo) and not jpeg_is_truncated(sample)
+    before = set(os.listdir(tmp_path))
+    for args in (("sync", photo, speech, "-o", tmp_path / "out.mp4"), ("live", photo, "--audio", speech, "-o", tmp_path / "out.y4m")):
+        result = run_cli(*args)
+        assert_one_line_error(result, "truncated")
+    assert_nothing_written(tmp_path, before)
+
+
 def test_output_directory_missing(tmp_path, face_clip, speech, random_checkpoint):
     result = run_cli("sync", face_clip, speech, "-o", tmp_path / "missing" / "out.mp4", "--checkpoint", random_checkpoint)
     assert_one_line_error(result, "does not exist")

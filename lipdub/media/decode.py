@@ -218,8 +218,29 @@ def _estimate_length(stream, container, fps: Fraction) -> tuple[float, int]:
     return duration, frame_count
 
 
+def jpeg_is_truncated(path: Path) -> bool:
+    """Whether ``path`` starts like a JPEG (SOI marker) but has no end-of-image marker after it.
+
+    Why: libjpeg decodes a cut-off JPEG anyway, grey below the cut, and prints "Premature end of
+    JPEG file" to stderr itself; checked first, the user gets one line that names the problem.
+    Only a certain truncation is caught (an EXIF thumbnail's own end marker can hide one).
+    """
+    import mmap
+
+    try:
+        with open(path, "rb") as file:
+            if file.read(2) != b"\xff\xd8":
+                return False
+            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return data.find(b"\xff\xd9", 2) < 0
+    except (OSError, ValueError):  # unreadable or empty: the decoders say so in their own words
+        return False
+
+
 def _read_photo(path: Path) -> np.ndarray:
     """Decode a still image to RGB; cv2 applies the EXIF orientation, PyAV is the fallback."""
+    if jpeg_is_truncated(path):
+        raise LipdubError(f"{path}: the JPEG is truncated (it ends before its end-of-image marker)")
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is not None:
         return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
