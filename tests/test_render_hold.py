@@ -147,3 +147,17 @@ def test_a_pause_is_never_held_on_a_frame_the_head_has_turned_far_from():
     turn = np.abs(yaw[engine._sources[held]] - yaw[holds])
     assert np.nanmax(turn) <= HOLD_YAW_LIMIT
     engine.close()
+
+
+def test_fades_beside_a_frame_shown_as_it_is_morph_one_mouth_instead_of_mixing_two():
+    from lipdub.engines.motion import morph_fades
+
+    edit = np.array([0.0, 0.25, 0.5, 1.0])
+    own = np.zeros((4, 2, 2))
+    targets = np.ones((4, 2, 2))
+    hold = np.array([0.0, 1.0, 1.0, 1.0])
+    weights = morph_fades(edit, targets, own, hold)
+    # Shown as it is stays so; a fading frame is drawn whole, its shape that share of the way.
+    np.testing.assert_array_equal(weights, [0.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(targets[:, 0, 0], [1.0, 0.25, 0.5, 1.0])
+    np.testing.assert_allclose(hold, [0.0, 0.25, 0.5, 1.0])

@@ -433,7 +433,9 @@ class MotionEngine:
         frames = len(self._sources)
         fade = int(round(FADE_SECONDS * self._fps))
         grown = [(max(0, a - fade), min(frames, b + fade)) for a, b in runs_of(shown)]
-        self._edit_weight = 1.0 - hold_weights(frames, grown, fade)
+        weight = 1.0 - hold_weights(frames, grown, fade)
+        self._edit_weight = morph_fades(weight, self._targets, self.own_shapes(), self._hold_weight)
+
 
     def hold_pauses(self, gate: np.ndarray) -> None:
         """Give every pause of the speech (``gate`` shut, `lipdub.render.hold`), and every run of
@@ -844,6 +846,28 @@ HAND_FEATHER_EYE_UNITS = 0.06
 
 #: The points of `LOWER_FACE_OUTLINE` that run under the nose (its last five).
 UNDER_NOSE = 5
+
+
+def morph_fades(edit_weight: np.ndarray, targets: np.ndarray, own: np.ndarray, hold_weight: np.ndarray | None) -> np.ndarray:
+    """Turn the cross-fades of ``edit_weight`` (T,) into morphs, in place; returns the new weights.
+
+    Beside a frame shown as it is (covered: `MotionEngine._leave_covered_frames`) the edit used to
+    fade in as a cross-fade of two pictures: the input's own mouth and the edited one, open and
+    held shut, drawn over each other as a double lip (tv_debate_two_men dubbed with Spanish, frame 8,
+    beside the fingers at his chin). Now a fading frame is drawn whole (weight 1) with its target
+    shape (``targets``, (T, P, 2), changed in place) moved only that share of the way from its own
+    shape (``own``) and its hold frame's share (``hold_weight``, in place) scaled alike: the mouth
+    moves from the input's shape to the dub's over the fade, one mouth in every frame.
+    """
+    edit_weight = np.asarray(edit_weight, np.float64).copy()
+    fading = np.flatnonzero((edit_weight > 0.0) & (edit_weight < 1.0))
+    if len(fading):
+        share = edit_weight[fading][:, None, None]
+        targets[fading] = own[fading] + share * (targets[fading] - own[fading])
+        if hold_weight is not None:
+            hold_weight[fading] *= edit_weight[fading]
+        edit_weight[fading] = 1.0
+    return edit_weight
 
 
 def raised_outline(points: np.ndarray, lift: float) -> np.ndarray:
