@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--chunk-ms", type=float, default=40.0)
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-side", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -43,7 +44,7 @@ def main() -> None:
     chunk = int(round(16000 * args.chunk_ms / 1000))
     start = time.perf_counter()
     for paced in (False, True):
-        with LiveAvatar(args.photo, fps=args.fps) as avatar:
+        with LiveAvatar(args.photo, fps=args.fps, max_side=args.max_side) as avatar:
             if not paced:
                 height, width = avatar.frame_shape
                 print(f"photo {args.photo.name} {width}x{height}, speech {args.speech.name} {len(speech) / 16000:.1f} s, "

@@ -673,6 +673,7 @@ def live(
     realtime: bool = typer.Option(False, "--realtime", help="Feed an audio file at its own speed, as a live source would (to see the delay); standard input is always live."),
     chunk_ms: float = typer.Option(40.0, "--chunk-ms", min=1.0, max=2000.0, help="Audio read per step, in milliseconds."),
     face_index: Optional[int] = typer.Option(None, "--face-index", min=0, help="Which face to animate when the photo shows several, counted left to right (default: the largest)."),
+    max_side: Optional[int] = typer.Option(None, "--max-side", min=64, help="Shrink the photo first so that its longer side is at most this many pixels (a big portrait draws slower than real time on a small CPU)."),
     motion_model: Optional[str] = typer.Option(None, "--motion-model", help="A causal lip motion model (default: the bundled lipdub-motion-causal; the offline models look 0.3 s ahead and cannot stream)."),
     interior: str = typer.Option("painted", "--interior", help="What paints a mouth opening the photo does not show: 'painted' (default) or 'learned'."),
     no_color_match: bool = typer.Option(False, "--no-color-match", help="Do not match a borrowed mouth's colours to the photo."),
@@ -713,7 +714,7 @@ def live(
     torch.set_num_threads(1)
     options = SyncOptions(color_match=not no_color_match, interior=interior, face_index=face_index)
     chunk = max(1, int(round(16000 * chunk_ms / 1000.0)))
-    with LiveAvatar(photo, fps=fps, motion_model=motion_model, options=options) as avatar:
+    with LiveAvatar(photo, fps=fps, motion_model=motion_model, options=options, max_side=max_side) as avatar:
         if audio == "-":
             pieces = iter_raw_pcm(lambda n: os.read(sys.stdin.fileno(), n), chunk)
         else:

@@ -24,11 +24,13 @@ Only a photo: a video avatar's pause holds and slow expression need the speech's
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from lipdub.errors import LipdubError
@@ -39,11 +41,22 @@ logger = logging.getLogger(__name__)
 LIVE_MOTION_MODEL = "lipdub-motion-causal"
 
 
+def shrunk(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` scaled (area filter) so that its longer side is ``max_side`` pixels, rounded."""
+    height, width = image.shape[:2]
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 class LiveAvatar:
     """One photo driven by streamed speech (module docstring). Not thread-safe: one stream each."""
 
     def __init__(self, photo: Path | str, fps: float = 25.0, motion_model: str | Path | None = None,
-                 options=None):
+                 options=None, max_side: int | None = None):
+        """``max_side``: shrink a photo whose longer side is over this many pixels first (drawing a
+        frame costs about the face's area: a 1342 px portrait draws 24.5 frames a second on two
+        cores, no faster than real time; `benchmarks/live.py`)."""
         from lipdub.engines.base import RenderPlan
         from lipdub.media.decode import iter_frames, probe_video
         from lipdub.motion.streaming import StreamingMotion
@@ -61,12 +74,20 @@ class LiveAvatar:
             raise LipdubError("a personalisation profile's motion model is not causal: it cannot drive a live avatar")
         if not probe_video(photo, photo_fps=fps).is_photo:
             raise LipdubError(f"{photo} is a video: a live avatar is driven from one photo")
+        if max_side is not None and max_side < 64:
+            raise LipdubError(f"max_side must be at least 64 pixels, got {max_side}")
         self.fps = float(fps)
         self._engine = build_engine(options)
         try:
             self._motion = StreamingMotion(self._engine.predictor, self.fps)
-            faces = track_input(photo, True, self.fps, options, self._engine, StageClock(), 1)
-            self._image = next(iter_frames(photo, photo_fps=self.fps)).image
+            with tempfile.TemporaryDirectory(prefix="lipdub-live-") as folder:
+                image = next(iter_frames(photo, photo_fps=self.fps)).image
+                if max_side is not None and max(image.shape[:2]) > max_side:
+                    image = shrunk(image, max_side)
+                    photo = Path(folder) / "photo.png"  # what is tracked is what is drawn
+                    cv2.imwrite(str(photo), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+                faces = track_input(photo, True, self.fps, options, self._engine, StageClock(), 1)
+            self._image = image
             self._face = faces[0]
             height, width = self._image.shape[:2]
             silence = np.zeros(int(round(self._engine.sample_rate / self.fps)), np.float32)

@@ -197,3 +197,12 @@ def test_face_index_picks_which_face_of_a_photo_speaks(tmp_path, speech):
         changed_x.append(np.nonzero(changed)[1].mean())
     # Faces are counted left to right: the first one's edits lie left of the second one's.
     assert changed_x[0] < changed_x[1] - 50, changed_x
+
+
+def test_max_side_shrinks_a_photo_before_it_is_tracked_and_drawn(speech):
+    with LiveAvatar(PHOTO, max_side=160) as avatar:
+        frames = avatar.push(speech[:16000]) + avatar.finish()
+    assert avatar.frame_shape == (160, 160)
+    assert len(frames) == 25 and all(frame.shape == (160, 160, 3) for frame in frames)
+    with pytest.raises(LipdubError, match="at least 64"):
+        LiveAvatar(PHOTO, max_side=10)

@@ -3,7 +3,7 @@
 The job API dubs files; a talking avatar in a browser or an app needs frames while the person is
 still speaking. One WebSocket connection is one `lipdub.live.LiveAvatar`:
 
-1. client -> text: ``{"fps": 25, "quality": 80, "face_index": 0, "token": "..."}`` (all optional; the token is
+1. client -> text: ``{"fps": 25, "quality": 80, "face_index": 0, "max_side": 720, "token": "..."}`` (all optional; the token is
    needed when the server has one: a browser cannot put it in a WebSocket's headers);
 2. client -> binary: the photo (jpg, png, webp; sniffed by content, at most `MAX_PHOTO_BYTES`);
 3. server -> text: ``{"width", "height", "fps", "sample_rate": 16000, "audio": "s16le",
@@ -52,6 +52,7 @@ class LiveHello(BaseModel):
     quality: int = Field(80, ge=30, le=95, description="JPEG quality of each frame.")
     token: str | None = Field(None, description="The server's bearer token, where it has one.")
     face_index: int | None = Field(None, ge=0, le=64, description="Which face when the photo shows several, left to right.")
+    max_side: int | None = Field(None, ge=64, le=8192, description="Shrink the photo first to at most this many pixels a side.")
 
 
 class _Refused(Exception):
@@ -103,7 +104,7 @@ def add_live_routes(app: FastAPI, settings, sessions: int) -> None:
                 raise _Refused(f"the photo is over {MAX_PHOTO_BYTES // (1024 * 1024)} MB")
             path = Path(folder.name) / "photo"
             path.write_bytes(photo)
-            avatar = await to_thread.run_sync(_make_avatar, path, hello.fps, hello.face_index)
+            avatar = await to_thread.run_sync(_make_avatar, path, hello)
             height, width = avatar.frame_shape
             await websocket.send_json({"width": width, "height": height, "fps": avatar.fps,
                                        "sample_rate": avatar.sample_rate, "audio": "s16le",
@@ -132,11 +133,11 @@ def _hello(text: str) -> LiveHello:
         raise _Refused(f"first message: {where}") from None
 
 
-def _make_avatar(path: Path, fps: float, face_index: int | None):
+def _make_avatar(path: Path, hello: LiveHello):
     from lipdub.live import LiveAvatar
     from lipdub.pipeline import SyncOptions
 
-    return LiveAvatar(path, fps=fps, options=SyncOptions(face_index=face_index))
+    return LiveAvatar(path, fps=hello.fps, options=SyncOptions(face_index=hello.face_index), max_side=hello.max_side)
 
 
 async def _stream(websocket: WebSocket, avatar, quality: int, max_seconds: float) -> None:
