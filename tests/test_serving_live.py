@@ -204,3 +204,14 @@ def test_the_live_page_speaks_a_file_and_a_microphone_into_a_photo_in_chromium(l
     # Everything the page asked for came from the server itself (or the page's own blobs): it works offline.
     host = live_server.url.split("//")[1]
     assert requests and all(url.split("//")[1].startswith(host) or url.startswith(("blob:", "data:")) for url in requests), requests
+
+
+def test_the_server_shrinks_a_big_photo_to_its_own_limit(client, monkeypatch):
+    import lipdub.serving.live_socket as live_socket
+
+    monkeypatch.setattr(live_socket, "MAX_SIDE", 200)  # the sample is 320 px: over this limit
+    with client.websocket_connect("/v1/live") as socket:
+        socket.send_text(json.dumps({"token": TOKEN, "max_side": 4000}))
+        socket.send_bytes(PHOTO)
+        ready = socket.receive_json()
+    assert (ready["width"], ready["height"]) == (200, 200)

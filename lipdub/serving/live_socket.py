@@ -40,6 +40,10 @@ from lipdub.errors import LipdubError
 logger = logging.getLogger(__name__)
 
 MAX_PHOTO_BYTES = 20 * 1024 * 1024
+#: Photos are drawn at most this many pixels a side, whatever the client asks: a phone's 4032 px
+#: portrait would keep a slot far slower than real time (a 1342 px one already draws only 24.5
+#: frames a second on two cores; `benchmarks/live.py`).
+MAX_SIDE = 1280
 PAGE = Path(__file__).with_name("live_page.html")
 #: Close codes (RFC 6455): policy violation (token, no free slot), unsupported data (bad input).
 POLICY, BAD_DATA = 1008, 1003
@@ -52,7 +56,7 @@ class LiveHello(BaseModel):
     quality: int = Field(80, ge=30, le=95, description="JPEG quality of each frame.")
     token: str | None = Field(None, description="The server's bearer token, where it has one.")
     face_index: int | None = Field(None, ge=0, le=64, description="Which face when the photo shows several, left to right.")
-    max_side: int | None = Field(None, ge=64, le=8192, description="Shrink the photo first to at most this many pixels a side.")
+    max_side: int | None = Field(None, ge=64, le=8192, description="Shrink the photo first to at most this many pixels a side (never above `MAX_SIDE`).")
 
 
 class _Refused(Exception):
@@ -137,7 +141,8 @@ def _make_avatar(path: Path, hello: LiveHello):
     from lipdub.live import LiveAvatar
     from lipdub.pipeline import SyncOptions
 
-    return LiveAvatar(path, fps=hello.fps, options=SyncOptions(face_index=hello.face_index), max_side=hello.max_side)
+    side = MAX_SIDE if hello.max_side is None else min(hello.max_side, MAX_SIDE)
+    return LiveAvatar(path, fps=hello.fps, options=SyncOptions(face_index=hello.face_index), max_side=side)
 
 
 async def _stream(websocket: WebSocket, avatar, quality: int, max_seconds: float) -> None:
