@@ -84,7 +84,8 @@ def test_a_wrong_token_is_refused_before_the_photo(client):
     assert "token" in message and code == 1008
 
 
-@pytest.mark.parametrize("photo, needle", [(b"not an image at all" * 10, "photo"), (b"", "empty")])
+@pytest.mark.parametrize("photo, needle", [(b"not an image at all" * 10, "photo"), (b"", "empty"),
+                                           (b"\xff" * (15 * 1024 * 1024 + 1), "over 15 mb")])
 def test_a_bad_photo_gets_one_line_without_the_servers_folders(client, photo, needle):
     with client.websocket_connect("/v1/live") as socket:
         socket.send_text(json.dumps({"token": TOKEN}))

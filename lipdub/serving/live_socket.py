@@ -39,7 +39,9 @@ from lipdub.errors import LipdubError
 
 logger = logging.getLogger(__name__)
 
-MAX_PHOTO_BYTES = 20 * 1024 * 1024
+#: Largest photo accepted: under uvicorn's 16 MiB cap on one WebSocket message (`ws_max_size`),
+#: so a bigger one is refused in our words rather than cut off by the server.
+MAX_PHOTO_BYTES = 15 * 1024 * 1024
 #: Photos are drawn at most this many pixels a side, whatever the client asks: a phone's 4032 px
 #: portrait would keep a slot far slower than real time (a 1342 px one already draws only 24.5
 #: frames a second on two cores; `benchmarks/live.py`).
