@@ -19,8 +19,9 @@ import numpy as np
 
 from lipdub.media.audio import load_audio
 from lipdub.media.decode import probe_video
+from lipdub.motion.features import band_levels
 from lipdub.motion.predictor import WEIGHTS_DIR, SpeechFeatures, frame_loudness
-from lipdub.motion.streaming import LEVELS_FILE, band_levels
+from lipdub.motion.streaming import LEVELS_FILE
 from lipdub.timeline import frames_for_duration
 
 

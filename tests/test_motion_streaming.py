@@ -5,10 +5,10 @@ import pytest
 
 from lipdub.errors import LipdubError
 from lipdub.media.audio import load_audio
-from lipdub.motion.features import normalise_mel
+from lipdub.motion.features import band_levels, normalise_mel
 from lipdub.motion.predictor import MEL, SpeechFeatures, frame_loudness, load_motion_model
-from lipdub.motion.streaming import (CONTEXT_FRAMES, MIN_LOUD_LEVEL, SHAPE_STEP, StreamingMotion, band_levels, loud_level,
-                                     smoothing_radius)
+from lipdub.motion.shape import smoothing_radius
+from lipdub.motion.streaming import CONTEXT_FRAMES, MIN_LOUD_LEVEL, SHAPE_STEP, StreamingMotion, loud_level
 from lipdub.timeline import frames_for_duration
 
 SAMPLE_SPEECH = "lipdub/assets/sample_speech.wav"

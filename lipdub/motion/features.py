@@ -60,12 +60,23 @@ def normalise_mel(mel: np.ndarray, standardise: bool = False) -> np.ndarray:
     mel = np.asarray(mel, np.float32)
     if mel.shape[1] == 0:
         return mel.copy()
-    energy = mel.mean(axis=0)
-    loud = energy >= np.median(energy)
-    out = mel - mel[:, loud].mean(axis=1, keepdims=True)
+    out = mel - band_levels(mel)
     if standardise:
-        out = out / np.maximum(mel[:, loud].std(axis=1, keepdims=True), 0.25)
+        out = out / np.maximum(mel[:, loud_columns(mel)].std(axis=1, keepdims=True), 0.25)
     return out.astype(np.float32)
+
+
+def loud_columns(mel: np.ndarray) -> np.ndarray:
+    """(C,) bool: the columns of an (80, C) mel at or above its median column energy (the louder half)."""
+    energy = np.asarray(mel).mean(axis=0)
+    return energy >= np.median(energy)
+
+
+def band_levels(mel: np.ndarray) -> np.ndarray:
+    """(80, 1) each band's mean over the louder half of the columns: what `normalise_mel` subtracts.
+    A stream (`lipdub.motion.streaming`) estimates it from what it has heard."""
+    mel = np.asarray(mel, np.float32)
+    return mel[:, loud_columns(mel)].mean(axis=1, keepdims=True)
 
 
 def window_index(frames: int, fps: float, columns_per_second: float, columns: int = WINDOW_COLUMNS,

@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 MEL = MelConfig()
 GATE_OPEN = 1.5
 GATE_SHUT = 2.5
+#: Frames the speech gate is widened by on each side (plosive onsets), and the mel columns around a
+#: frame its loudness is the mean of (62 ms).
+GATE_WIDEN = 2
+LOUDNESS_COLUMNS = 5
 DEFAULT_MOTION_MODEL = "lipdub-motion"
 #: The default where the ``lipdub[whisper]`` extra is installed (and this model is bundled).
 WHISPER_MOTION_MODEL = "lipdub-motion-whisper"
@@ -50,12 +54,12 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "motion"
 
 def frame_loudness(mel: np.ndarray, frames: int, fps: float) -> np.ndarray:
     """(frames,) mean raw-mel level of the 5 columns (62 ms) around each frame."""
-    windows = frame_windows(mel, frames, fps, MEL, columns=5)
+    windows = frame_windows(mel, frames, fps, MEL, columns=LOUDNESS_COLUMNS)
     return windows.mean(axis=(1, 2))
 
 
 def speech_gate(loudness: np.ndarray, open_below_peak: float = GATE_OPEN, shut_below_peak: float = GATE_SHUT,
-                widen: int = 2, peak: float | None = None) -> np.ndarray:
+                widen: int = GATE_WIDEN, peak: float | None = None) -> np.ndarray:
     """(T,) 0..1 per frame: how much speech motion to allow (see the module docstring).
 
     ``peak``: the loud level the thresholds are measured from; None = the 90th percentile of

@@ -176,12 +176,17 @@ def moving_average(values: np.ndarray, span: int) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def smoothing_radius(sigma: float) -> int:
+    """Frames `gaussian_smooth` reads on each side at ``sigma`` (0 when it does not smooth)."""
+    return 0 if sigma <= 0 else max(1, int(round(3 * sigma)))
+
+
 def gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian low-pass along axis 0 (frames), edges padded with the edge value; sigma in frames."""
     values = np.asarray(values, np.float64)
     if sigma <= 0 or len(values) < 2:
         return values.copy()
-    radius = max(1, int(round(3 * sigma)))
+    radius = smoothing_radius(sigma)
     kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     kernel /= kernel.sum()
     padded = np.pad(values, [(radius, radius)] + [(0, 0)] * (values.ndim - 1), mode="edge")

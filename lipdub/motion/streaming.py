@@ -43,9 +43,9 @@ import torch
 
 from lipdub.errors import LipdubError
 from lipdub.media.features import melspectrogram
-from lipdub.motion.features import SILENCE, WINDOW_COLUMNS, gather_windows, window_index
-from lipdub.motion.predictor import MEL, MotionPredictor, speech_gate
-from lipdub.motion.shape import MOTION_POINTS, gaussian_smooth
+from lipdub.motion.features import SILENCE, WINDOW_COLUMNS, band_levels, gather_windows, window_index
+from lipdub.motion.predictor import GATE_WIDEN, LOUDNESS_COLUMNS, MEL, MotionPredictor, speech_gate
+from lipdub.motion.shape import MOTION_POINTS, gaussian_smooth, smoothing_radius
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +66,6 @@ MIN_LOUD_LEVEL = -1.5
 #: Seconds of speech the starting levels (`LEVELS_FILE`) weigh as (module docstring).
 PRIOR_SECONDS = 2.0
 LEVELS_FILE = Path(__file__).with_name("stream_levels.json")
-#: Columns of the loudness window around a frame (`lipdub.motion.predictor.frame_loudness`).
-LOUDNESS_COLUMNS = 5
-#: Frames the speech gate is widened by on each side (`speech_gate`'s ``widen``).
-GATE_WIDEN = 2
 
 
 @lru_cache(maxsize=1)
@@ -83,20 +79,6 @@ def starting_levels() -> tuple[np.ndarray, float]:
 
 def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
-
-
-def smoothing_radius(sigma: float) -> int:
-    """Frames `gaussian_smooth` reads on each side at ``sigma`` (0 when it does not smooth)."""
-    return 0 if sigma <= 0 else max(1, int(round(3 * sigma)))
-
-
-def band_levels(raw_mel: np.ndarray) -> np.ndarray:
-    """(80, 1) each band's mean over the louder half of the columns: what `normalise_mel`
-    subtracts (computed the same way, so a track's own levels reproduce it exactly)."""
-    raw_mel = np.asarray(raw_mel, np.float32)
-    energy = raw_mel.mean(axis=0)
-    loud = energy >= np.median(energy)
-    return raw_mel[:, loud].mean(axis=1, keepdims=True)
 
 
 def loud_level(loudness: np.ndarray, floor: float = MIN_LOUD_LEVEL) -> float:
@@ -120,6 +102,8 @@ class StreamingMotion:
             if member.features != "mel" or not recipe.get("causal", False):
                 raise LipdubError(f"motion model {predictor.name} cannot stream: live use needs a causal mel model "
                                   "(lipdub-motion-causal)")
+            if recipe.get("standardise_mel", False):
+                raise LipdubError("streaming does not support models trained on standardised mel")
         lookaheads = {int(member.recipe.get("lookahead", 8)) for member in predictor.members}
         if len(lookaheads) != 1:
             raise LipdubError(f"motion model {predictor.name} mixes members with different look-aheads")
@@ -135,6 +119,7 @@ class StreamingMotion:
         self._fixed_loud = loud_level
         self._columns_per_second = MEL.sample_rate / MEL.hop_length
         self._history_columns = int(history_seconds * self._columns_per_second)
+        self._history_frames = int(history_seconds * self.fps)
         self._samples = np.zeros(0, np.float32)  # the tail still needed; its first sample is number `_offset`
         self._offset = 0
         self._heard = 0  # samples pushed so far
@@ -206,10 +191,7 @@ class StreamingMotion:
         mel, mel_start = self._mel_from(low, end_of_track)
         self._remember(mel, mel_start)
         levels = self._levels()
-        recipe = self.predictor.members[0].recipe
-        normalised = mel - levels if recipe.get("normalise_mel", True) else mel
-        if recipe.get("standardise_mel", False):
-            raise LipdubError("streaming does not support models trained on standardised mel")
+        normalised = mel - levels if self.predictor.members[0].recipe.get("normalise_mel", True) else mel
         frames = compute_stop - first
         motion = np.zeros((frames, len(MOTION_POINTS) * 2))
         track_columns = None if not end_of_track else 1 + self._heard // MEL.hop_length
@@ -291,9 +273,8 @@ class StreamingMotion:
 
     def _remember_loudness(self, loudness: np.ndarray) -> None:
         self._loudness_history.extend(float(x) for x in loudness)
-        limit = int(HISTORY_SECONDS * self.fps)
-        if len(self._loudness_history) > limit:
-            del self._loudness_history[:-limit]
+        if len(self._loudness_history) > self._history_frames:
+            del self._loudness_history[:-self._history_frames]
 
     def _drop_before(self, frame: int) -> None:
         """Forget the samples no frame from ``frame`` on reads."""
