@@ -36,6 +36,8 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from lipdub.errors import LipdubError
+from lipdub.serving.options import one_line
+from lipdub.serving.worker import public_message
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +121,7 @@ def add_live_routes(app: FastAPI, settings, sessions: int) -> None:
         except _Refused as refusal:
             await _refuse(websocket, str(refusal), refusal.code)
         except LipdubError as error:
-            await _refuse(websocket, _one_line(error, folder.name), BAD_DATA)
+            await _refuse(websocket, public_message(str(error), Path(folder.name)), BAD_DATA)
         except WebSocketDisconnect:
             logger.info("live client left")
         finally:
@@ -133,10 +135,10 @@ def add_live_routes(app: FastAPI, settings, sessions: int) -> None:
 def _hello(text: str) -> LiveHello:
     try:
         return LiveHello.model_validate(json.loads(text or "{}"))
-    except (ValueError, ValidationError) as error:
-        first = error.errors()[0] if isinstance(error, ValidationError) else None
-        where = ".".join(str(part) for part in first["loc"]) + ": " + first["msg"] if first else "not JSON"
-        raise _Refused(f"first message: {where}") from None
+    except ValidationError as error:
+        raise _Refused(f"first message: {one_line(error)}") from None
+    except ValueError:
+        raise _Refused("first message: not JSON") from None
 
 
 def _make_avatar(path: Path, hello: LiveHello):
@@ -185,8 +187,3 @@ async def _refuse(websocket: WebSocket, message: str, code: int) -> None:
         await websocket.close(code)
     except (WebSocketDisconnect, RuntimeError):  # the client is already gone
         pass
-
-
-def _one_line(error: Exception, folder: str) -> str:
-    """The error's message in one line, the server's temporary folder taken out."""
-    return " ".join(str(error).replace(str(Path(folder) / "photo"), "photo").replace(folder, "").split()) or "error"
