@@ -687,7 +687,7 @@ def live(
     from lipdub.live import LiveAvatar, run_live
     from lipdub.media.audio import iter_audio, iter_raw_pcm, rechunk
     from lipdub.media.y4m import Y4MWriter
-    from lipdub.pipeline import SyncOptions
+    from lipdub.pipeline import SyncOptions, check_output
 
     to_stdout = output == "-"
     if to_stdout and sys.stdout.isatty():
@@ -696,12 +696,7 @@ def live(
         target = Path(output)
         if target.suffix.lower() != ".y4m":
             raise LipdubError(f"live writes a YUV4MPEG2 stream: name the output *.y4m, not {target.name}")
-        if target.exists() and not overwrite:
-            raise LipdubError(f"{target} exists (pass --overwrite to replace it)")
-        if target.resolve() == photo.resolve() or (audio != "-" and target.resolve() == Path(audio).resolve()):
-            raise LipdubError("the output would overwrite an input")
-        if not target.parent.is_dir():
-            raise LipdubError(f"folder {target.parent} does not exist")
+        check_output(target, (photo,) if audio == "-" else (photo, Path(audio)), overwrite)
     if audio == "-" and sys.stdin.isatty():
         raise LipdubError("no speech: pipe 16 kHz mono s16le PCM into standard input, or give --audio FILE")
     if audio != "-" and not Path(audio).is_file():

@@ -150,7 +150,13 @@ def check_paths(face: Path, audio: Path, output: Path, overwrite: bool) -> None:
             raise LipdubError(f"{role} path is a directory, not a file: {path}")
         if not os.access(path, os.R_OK):
             raise LipdubError(f"{role} file is not readable: {path}")
-    if output.resolve() in (face.resolve(), audio.resolve()) or _same_file(output, face) or _same_file(output, audio):
+    check_output(output, (face, audio), overwrite)
+
+
+def check_output(output: Path, inputs: tuple[Path, ...], overwrite: bool) -> None:
+    """Refuse an output that is one of ``inputs``, a directory, in a missing or read-only
+    directory, or an existing file without ``overwrite`` (`check_paths`; `lipdub live` too)."""
+    if any(output.resolve() == path.resolve() or _same_file(output, path) for path in inputs):
         raise LipdubError(f"output {output} is one of the inputs; choose another name")
     if output.is_dir():
         raise LipdubError(f"output path is a directory: {output}")
