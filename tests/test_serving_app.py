@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from lipdub.errors import LipdubError
+from tests.conftest import headless_chromium
 from lipdub.serving.app import (
     PLOTS, SAMPLE_FACE, SAMPLE_SPEECH, AppConfig, StageProgress, build_app, collect_options, dub, parse_box, pick_face, prune_runs, start,
     theme,
@@ -28,10 +29,6 @@ from lipdub.timeline import LengthMode
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "out" / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-#: Start flags that keep Chromium itself from calling home (updates, sync, QUIC probes).
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 # --- the page's checks, without a browser -----------------------------------------------------
@@ -276,78 +273,67 @@ PLAY_RESULT = """async () => {
 
 @pytest.mark.slow
 def test_browser_end_to_end(served_app, tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium; .ci/run does)")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e .[dev])")
     import av
 
-    requests: list[str] = []
-    with playwright_api.sync_playwright() as driver:
-        browser = driver.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 1000}, accept_downloads=True,
-        )
-        try:
-            browser.on("request", lambda request: requests.append(request.url))
-            page = browser.new_page()
-            page.goto(served_app)
-            page.wait_for_selector("#run", timeout=60_000)
+    with headless_chromium(tmp_path / "chromium-profile", viewport={"width": 1400, "height": 1000},
+                           accept_downloads=True) as (browser, requests):
+        page = browser.new_page()
+        page.goto(served_app)
+        page.wait_for_selector("#run", timeout=60_000)
 
-            page.click("#run")  # nothing given yet: the one-line message, as plain text
-            toast = page.wait_for_selector(".toast-body", timeout=30_000)
-            assert 'give a face' in toast.inner_text() and '"Use the samples"' in toast.inner_text()
-            page.locator(".toast-body .toast-close, .toast-close").first.click()
+        page.click("#run")  # nothing given yet: the one-line message, as plain text
+        toast = page.wait_for_selector(".toast-body", timeout=30_000)
+        assert 'give a face' in toast.inner_text() and '"Use the samples"' in toast.inner_text()
+        page.locator(".toast-body .toast-close, .toast-close").first.click()
 
-            page.locator("#face-photo input[type=file]").set_input_files(str(SAMPLE_FACE))
-            page.locator("#speech input[type=file]").set_input_files(str(SAMPLE_SPEECH))
-            page.wait_for_selector("#face-photo img", timeout=30_000)
-            page.wait_for_function("() => !document.querySelector('#speech input[type=file]')", timeout=30_000)
-            page.evaluate(WATCH_PROGRESS)
-            page.click("#run")
-            page.wait_for_selector("#download", state="visible", timeout=300_000)
-            page.wait_for_selector("#result video", timeout=30_000)
+        page.locator("#face-photo input[type=file]").set_input_files(str(SAMPLE_FACE))
+        page.locator("#speech input[type=file]").set_input_files(str(SAMPLE_SPEECH))
+        page.wait_for_selector("#face-photo img", timeout=30_000)
+        page.wait_for_function("() => !document.querySelector('#speech input[type=file]')", timeout=30_000)
+        page.evaluate(WATCH_PROGRESS)
+        page.click("#run")
+        page.wait_for_selector("#download", state="visible", timeout=300_000)
+        page.wait_for_selector("#result video", timeout=30_000)
 
-            assert page.evaluate("window.__progress"), "no 'rendering: n/m frames' progress line was shown"
-            assert re.search(r"\d+ frames .* from a photo", page.inner_text("#summary"))
-            assert "LSE-D" in page.inner_text("#report")
-            assert page.locator("#plot-sync_offsets img").count() == 1
-            assert not page.locator("#plot-mouth_aperture").is_visible()  # a photo has no input mouth to compare
-            played = page.evaluate(PLAY_RESULT)
-            assert played.get("error") is None, played
-            assert played["time"] > 0 or played["readyState"] >= 2, played
+        assert page.evaluate("window.__progress"), "no 'rendering: n/m frames' progress line was shown"
+        assert re.search(r"\d+ frames .* from a photo", page.inner_text("#summary"))
+        assert "LSE-D" in page.inner_text("#report")
+        assert page.locator("#plot-sync_offsets img").count() == 1
+        assert not page.locator("#plot-mouth_aperture").is_visible()  # a photo has no input mouth to compare
+        played = page.evaluate(PLAY_RESULT)
+        assert played.get("error") is None, played
+        assert played["time"] > 0 or played["readyState"] >= 2, played
 
-            screenshot = tmp_path / "app.png"
-            page.screenshot(path=str(screenshot), full_page=True)
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            shutil.copy(screenshot, ARTIFACTS / "app.png")
+        screenshot = tmp_path / "app.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(screenshot, ARTIFACTS / "app.png")
 
-            with page.expect_download() as download_info:
-                page.click("#download")
-            download = tmp_path / "download.mp4"
-            download_info.value.save_as(download)
-            with av.open(str(download)) as container:
-                assert container.streams.video and container.streams.audio
-                assert container.duration and container.duration / 1e6 > 1.0
+        with page.expect_download() as download_info:
+            page.click("#download")
+        download = tmp_path / "download.mp4"
+        download_info.value.save_as(download)
+        with av.open(str(download)) as container:
+            assert container.streams.video and container.streams.audio
+            assert container.duration and container.duration / 1e6 > 1.0
 
-            # a bad option answers with its one-line message, not a traceback
-            page.get_by_text("Options", exact=True).click()
-            page.fill("#face-box textarea, #face-box input", "50 50 10 10")
-            page.click("#run")
-            toast = page.wait_for_selector(".toast-body", timeout=30_000)
-            message = toast.inner_text()
-            assert "box" in message and "Traceback" not in message
+        # a bad option answers with its one-line message, not a traceback
+        page.get_by_text("Options", exact=True).click()
+        page.fill("#face-box textarea, #face-box input", "50 50 10 10")
+        page.click("#run")
+        toast = page.wait_for_selector(".toast-body", timeout=30_000)
+        message = toast.inner_text()
+        assert "box" in message and "Traceback" not in message
 
-            # a face video replaces the photo; the samples button brings the photo (and speech) back
-            page.locator("#face-video input[type=file]").set_input_files(str(download))
-            page.wait_for_selector("#face-video video", timeout=30_000)
-            page.wait_for_function("() => !document.querySelector('#face-photo img')", timeout=30_000)
-            page.click("#use-samples")
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('#face-photo img')].some(img => img.src.includes('sample_face'))",
-                timeout=30_000)
-            page.wait_for_function("() => !document.querySelector('#face-video video')", timeout=30_000)
-        finally:
-            browser.close()
+        # a face video replaces the photo; the samples button brings the photo (and speech) back
+        page.locator("#face-video input[type=file]").set_input_files(str(download))
+        page.wait_for_selector("#face-video video", timeout=30_000)
+        page.wait_for_function("() => !document.querySelector('#face-photo img')", timeout=30_000)
+        page.click("#use-samples")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#face-photo img')].some(img => img.src.includes('sample_face'))",
+            timeout=30_000)
+        page.wait_for_function("() => !document.querySelector('#face-video video')", timeout=30_000)
 
     hosts = {re.sub(r":\d+$", "", url.split("/")[2]) for url in requests if "://" in url and not url.startswith("data:")}
     assert requests and hosts <= {"127.0.0.1", "localhost"}, f"the page reached out to {sorted(hosts)}"

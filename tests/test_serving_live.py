@@ -162,40 +162,31 @@ def test_lipdub_serve_speaks_websocket(live_server):
 
 @pytest.mark.slow
 def test_the_live_page_speaks_a_file_and_a_microphone_into_a_photo_in_chromium(live_server, tmp_path):
-    from tests.test_serving_app import CHROMIUM, CHROMIUM_FLAGS
+    from tests.conftest import headless_chromium
 
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium; .ci/run does)")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e .[dev])")
-    requests: list[str] = []
-    with playwright_api.sync_playwright() as driver:
-        browser = driver.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True,
-            args=[*CHROMIUM_FLAGS, "--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
-                  "--use-fake-device-for-media-stream",  # the "microphone" plays the sample speech
-                  f"--use-file-for-fake-audio-capture={ASSETS / 'sample_speech.wav'}"])
-        try:
-            browser.on("request", lambda request: requests.append(request.url))
-            page = browser.new_page()
-            page.goto(live_server.url + "/live")
-            page.click("#file")  # nothing chosen: a plain message, no connection
-            assert "first" in page.inner_text("#status")
-            page.locator("#photo").set_input_files(str(ASSETS / "sample_face.jpg"))
-            page.locator("#speech").set_input_files(str(ASSETS / "sample_speech.wav"))
-            page.click("#file")
-            page.wait_for_function("() => /^done: /.test(document.querySelector('#status').textContent)", timeout=120_000)
-            status = page.inner_text("#status")
-            shown = int(page.get_attribute("#avatar", "data-frames"))
-            assert page.evaluate("() => document.querySelector('#avatar').naturalWidth") == 320
+    flags = ["--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
+             "--use-fake-device-for-media-stream",  # the "microphone" plays the sample speech
+             f"--use-file-for-fake-audio-capture={ASSETS / 'sample_speech.wav'}"]
+    with headless_chromium(tmp_path / "profile", flags) as (browser, requests):
+        page = browser.new_page()
+        page.goto(live_server.url + "/live")
+        page.click("#file")  # nothing chosen: a plain message, no connection
+        assert "first" in page.inner_text("#status")
+        page.locator("#photo").set_input_files(str(ASSETS / "sample_face.jpg"))
+        page.locator("#speech").set_input_files(str(ASSETS / "sample_speech.wav"))
+        page.click("#file")
+        page.wait_for_function("() => /^done: /.test(document.querySelector('#status').textContent)", timeout=120_000)
+        status = page.inner_text("#status")
+        shown = int(page.get_attribute("#avatar", "data-frames"))
+        assert page.evaluate("() => document.querySelector('#avatar').naturalWidth") == 320
 
-            page.click("#mic")
-            page.wait_for_function("() => /Speak\\.$/.test(document.querySelector('#status').textContent)", timeout=60_000)
-            page.wait_for_timeout(2000)
-            page.click("#stop")
-            page.wait_for_function("() => /^done: /.test(document.querySelector('#status').textContent)", timeout=60_000)
-            spoken = page.inner_text("#status")
-        finally:
-            browser.close()
+        page.click("#mic")
+        page.wait_for_function("() => /Speak\\.$/.test(document.querySelector('#status').textContent)", timeout=60_000)
+        page.wait_for_timeout(2000)
+        page.click("#stop")
+        page.wait_for_function("() => /^done: /.test(document.querySelector('#status').textContent)", timeout=60_000)
+        spoken = page.inner_text("#status")
+
     heard = re.match(r"done: (\d+) frames for ([\d.]+) s", spoken)
     assert heard and int(heard.group(1)) > 10, spoken  # two seconds of "microphone"
     match = re.match(r"done: (\d+) frames for ([\d.]+) s", status)
