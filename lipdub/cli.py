@@ -666,22 +666,23 @@ def align_dataset_command(
 
 @app.command()
 def live(
-    photo: Path = typer.Argument(..., help="Photo of the person (jpg, png, webp)."),
+    face: Path = typer.Argument(..., help="Photo of the person (jpg, png, webp), or a short video of them (an idle clip: its first --loop-seconds play forward and back while it speaks)."),
     audio: str = typer.Option("-", "--audio", "-a", help="Speech: a file (any format `sync` takes), or '-' for raw 16 kHz mono s16le PCM on standard input as it arrives (e.g. `ffmpeg -f pulse -i default -f s16le -ar 16000 -ac 1 -`)."),
     output: str = typer.Option("-", "--output", "-o", help="Where the frames go: a .y4m file, or '-' for a YUV4MPEG2 stream on standard output (pipe it into `ffplay -` or `mpv -`)."),
-    fps: float = typer.Option(25.0, "--fps", min=1.0, max=120.0, help="Frame rate of the stream."),
+    fps: Optional[float] = typer.Option(None, "--fps", min=1.0, max=120.0, help="Frame rate of a photo's stream (default 25); a video plays at its own."),
+    loop_seconds: float = typer.Option(10.0, "--loop-seconds", min=0.5, max=60.0, help="How much of a video to loop (its frames are kept uncompressed on disk while the avatar runs)."),
     realtime: bool = typer.Option(False, "--realtime", help="Feed an audio file at its own speed, as a live source would (to see the delay); standard input is always live."),
     chunk_ms: float = typer.Option(40.0, "--chunk-ms", min=1.0, max=2000.0, help="Audio read per step, in milliseconds."),
-    face_index: Optional[int] = typer.Option(None, "--face-index", min=0, help="Which face to animate when the photo shows several, counted left to right (default: the largest)."),
-    max_side: Optional[int] = typer.Option(None, "--max-side", min=64, help="Shrink the photo first so that its longer side is at most this many pixels (a big portrait draws slower than real time on a small CPU)."),
+    face_index: Optional[int] = typer.Option(None, "--face-index", min=0, help="Which face to animate when the picture shows several, counted left to right (default: the largest)."),
+    max_side: Optional[int] = typer.Option(None, "--max-side", min=64, help="Shrink the photo or video first so that its longer side is at most this many pixels (a big portrait draws slower than real time on a small CPU)."),
     motion_model: Optional[str] = typer.Option(None, "--motion-model", help="A causal lip motion model (default: the bundled lipdub-motion-causal; the offline models look 0.3 s ahead and cannot stream)."),
-    interior: str = typer.Option("painted", "--interior", help="What paints a mouth opening the photo does not show: 'painted' (default) or 'learned'."),
-    no_color_match: bool = typer.Option(False, "--no-color-match", help="Do not match a borrowed mouth's colours to the photo."),
+    interior: str = typer.Option("painted", "--interior", help="What paints a mouth opening the picture does not show: 'painted' (default) or 'learned'."),
+    no_color_match: bool = typer.Option(False, "--no-color-match", help="Do not match a borrowed mouth's colours to the picture."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details."),
 ) -> None:
-    """Animate PHOTO live from streamed speech: each frame leaves about 0.3 s after its sound (a talking avatar)."""
+    """Animate FACE (a photo or an idle video) live from streamed speech: each frame leaves about 0.3 s after its sound (a talking avatar)."""
     _configure_logging(quiet, verbose)
     from lipdub.fileio import AtomicFile
     from lipdub.live import LiveAvatar, run_live
@@ -696,7 +697,7 @@ def live(
         target = Path(output)
         if target.suffix.lower() != ".y4m":
             raise LipdubError(f"live writes a YUV4MPEG2 stream: name the output *.y4m, not {target.name}")
-        check_output(target, (photo,) if audio == "-" else (photo, Path(audio)), overwrite)
+        check_output(target, (face,) if audio == "-" else (face, Path(audio)), overwrite)
     if audio == "-" and sys.stdin.isatty():
         raise LipdubError("no speech: pipe 16 kHz mono s16le PCM into standard input, or give --audio FILE")
     if audio != "-" and not Path(audio).is_file():
@@ -709,24 +710,26 @@ def live(
     torch.set_num_threads(1)
     options = SyncOptions(color_match=not no_color_match, interior=interior, face_index=face_index)
     chunk = max(1, int(round(16000 * chunk_ms / 1000.0)))
-    with LiveAvatar(photo, fps=fps, motion_model=motion_model, options=options, max_side=max_side) as avatar:
+    with LiveAvatar(face, fps=fps, motion_model=motion_model, options=options, max_side=max_side,
+                    loop_seconds=loop_seconds) as avatar:
         if audio == "-":
             pieces = iter_raw_pcm(lambda n: os.read(sys.stdin.fileno(), n), chunk)
         else:
             pieces = rechunk(iter_audio(Path(audio), sample_rate=avatar.sample_rate), chunk)
         height, width = avatar.frame_shape
         if not quiet:
-            stderr.print(f"live: {photo} {width}x{height} at {fps:g} fps, motion model {avatar.model_name}, "
+            what = "" if avatar.is_photo else f" (a loop of {avatar.loop_frames} frames)"
+            stderr.print(f"live: {face}{what} {width}x{height} at {avatar.fps:g} fps, motion model {avatar.model_name}, "
                          f"latency {1000 * avatar.latency_seconds:.0f} ms + drawing", soft_wrap=True)
         if to_stdout:
-            writer = Y4MWriter(sys.stdout.buffer, width, height, fps, flush_each_frame=True)
+            writer = Y4MWriter(sys.stdout.buffer, width, height, avatar.fps, flush_each_frame=True)
             try:
                 run = _live_frames(run_live(avatar, pieces, writer.write, realtime=realtime))
             except BrokenPipeError:
                 raise LipdubError("the reader of the stream closed it") from None
         else:
             with AtomicFile(output, overwrite=overwrite) as file:  # an empty run leaves no file
-                run = _live_frames(run_live(avatar, pieces, Y4MWriter(file.file, width, height, fps).write,
+                run = _live_frames(run_live(avatar, pieces, Y4MWriter(file.file, width, height, avatar.fps).write,
                                             realtime=realtime))
     if not quiet:
         import numpy as np

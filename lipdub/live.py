@@ -1,8 +1,9 @@
-"""A photo that speaks live: speech arrives a piece at a time, frames leave a fixed delay later.
+"""A photo or a short video that speaks live: speech arrives a piece at a time, frames leave a
+fixed delay later.
 
 `lipdub.pipeline.sync` sees the whole speech before it draws a frame (the non-causal motion
 model, the track's loud level, the slow expression). A talking avatar on a call cannot wait for
-that. `LiveAvatar` runs the same motion engine on one photo, fed by
+that. `LiveAvatar` runs the same motion engine on one photo or video, fed by
 `lipdub.motion.streaming.StreamingMotion` and the causal motion model (``lipdub-motion-causal``):
 
     with LiveAvatar("face.jpg") as avatar:
@@ -17,7 +18,13 @@ in the model's window, 25 ms of STFT, 120 ms of smoothing) plus the time it take
 photo is tracked once, when the avatar is made; the mouth opens onto the photo's own opening or,
 where it opens wider, a painted one, exactly as `lipdub sync` draws a photo.
 
-Only a photo: a video avatar's pause holds and slow expression need the speech's future
+A video (an idle clip: the person listening, blinking, moving a little) is a photo that lives.
+Its first `LOOP_SECONDS` are tracked once and played back and forth (`ping_pong`: a loop played
+forward only would jump from its last frame to its first), and the mouth of each frame shown is
+moved by the speech. What an offline dub takes from the whole video and is known before any
+speech arrives stays: each frame's rest shape, its slow expression, its fast head movement, and the
+mouth bank of its own openings, whose path carries on from piece to piece. What needs the speech's
+future does not: a pause is drawn by the motion falling to rest, not held on one closed frame
 (`lipdub.engines.motion.MotionEngine.hold_pauses`). `lipdub live` is the command line around this.
 """
 
@@ -39,6 +46,20 @@ logger = logging.getLogger(__name__)
 
 #: The bundled causal motion model: its windows end 100 ms after the frame.
 LIVE_MOTION_MODEL = "lipdub-motion-causal"
+#: How much of a video the avatar loops: its frames are kept uncompressed on disk (a 720p second
+#: is 70 MB), and ten seconds back and forth is a twenty-second cycle, long enough not to be noticed.
+LOOP_SECONDS = 10.0
+
+
+def ping_pong(index: int, count: int) -> int:
+    """The loop frame output frame ``index`` shows when ``count`` frames play forward, then back,
+    then forward again (0, 1, ..., count-1, count-2, ..., 1, 0, 1, ...): never a jump."""
+    if count < 1:
+        raise ValueError("a loop needs at least one frame")
+    if count == 1:
+        return 0
+    position = index % (2 * count - 2)
+    return position if position < count else 2 * count - 2 - position
 
 
 def shrunk(image: np.ndarray, max_side: int) -> np.ndarray:
@@ -50,56 +71,130 @@ def shrunk(image: np.ndarray, max_side: int) -> np.ndarray:
 
 
 class LiveAvatar:
-    """One photo driven by streamed speech (module docstring). Not thread-safe: one stream each."""
+    """One photo or video driven by streamed speech (module docstring). Not thread-safe: one
+    stream each."""
 
-    def __init__(self, photo: Path | str, fps: float = 25.0, motion_model: str | Path | None = None,
-                 options=None, max_side: int | None = None):
-        """``max_side``: shrink a photo whose longer side is over this many pixels first (drawing a
+    def __init__(self, source: Path | str, fps: float | None = None, motion_model: str | Path | None = None,
+                 options=None, max_side: int | None = None, loop_seconds: float = LOOP_SECONDS):
+        """``source``: a photo, or a video whose first ``loop_seconds`` are looped back and forth.
+        ``fps``: a photo's frame rate (default 25); a video plays at its own.
+        ``max_side``: shrink a source whose longer side is over this many pixels first (drawing a
         frame costs about the face's area: a 1342 px portrait draws 24.5 frames a second on two
         cores, no faster than real time; `benchmarks/live.py`)."""
-        from lipdub.engines.base import RenderPlan
-        from lipdub.media.decode import iter_frames, probe_video
+        from lipdub.media.decode import probe_video
         from lipdub.motion.streaming import StreamingMotion
-        from lipdub.pipeline import StageClock, SyncOptions, build_engine, track_input
-        from lipdub.timeline import LengthMode, plan_timeline
+        from lipdub.pipeline import SyncOptions, build_engine
 
-        photo = Path(photo)
-        if not photo.exists():
-            raise LipdubError(f"{photo} does not exist")
-        if fps <= 0 or not np.isfinite(fps):
+        source = Path(source)
+        if not source.exists():
+            raise LipdubError(f"{source} does not exist")
+        if fps is not None and (fps <= 0 or not np.isfinite(fps)):
             raise LipdubError(f"the frame rate must be positive, got {fps}")
-        options = replace(options or SyncOptions(), photo_fps=float(fps), engine="motion",
+        if max_side is not None and max_side < 64:
+            raise LipdubError(f"max_side must be at least 64 pixels, got {max_side}")
+        if not loop_seconds > 0:
+            raise LipdubError(f"loop_seconds must be positive, got {loop_seconds}")
+        info = probe_video(source, photo_fps=fps or 25.0)
+        if not info.is_photo and fps is not None and abs(fps - info.fps) > 1e-3:
+            logger.warning("%s plays at its own %.3g fps, not %.3g", source, info.fps, fps)
+        self.fps = float(info.fps)
+        self.is_photo = info.is_photo
+        options = replace(options or SyncOptions(), photo_fps=self.fps, engine="motion",
                           motion_model=str(motion_model or LIVE_MOTION_MODEL))
         if options.profile is not None:
             raise LipdubError("a personalisation profile's motion model is not causal: it cannot drive a live avatar")
-        if not probe_video(photo, photo_fps=fps).is_photo:
-            raise LipdubError(f"{photo} is a video: a live avatar is driven from one photo")
-        if max_side is not None and max_side < 64:
-            raise LipdubError(f"max_side must be at least 64 pixels, got {max_side}")
-        self.fps = float(fps)
+        self._folder = tempfile.TemporaryDirectory(prefix="lipdub-live-")
         self._engine = build_engine(options)
         try:
             self._motion = StreamingMotion(self._engine.predictor, self.fps)
-            with tempfile.TemporaryDirectory(prefix="lipdub-live-") as folder:
-                image = next(iter_frames(photo, photo_fps=self.fps)).image
-                if max_side is not None and max(image.shape[:2]) > max_side:
-                    image = shrunk(image, max_side)
-                    photo = Path(folder) / "photo.png"  # what is tracked is what is drawn
-                    cv2.imwrite(str(photo), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-                faces = track_input(photo, True, self.fps, options, self._engine, StageClock(), 1)
-            self._image = image
-            self._face = faces[0]
-            height, width = self._image.shape[:2]
-            silence = np.zeros(int(round(self._engine.sample_rate / self.fps)), np.float32)
-            timeline = plan_timeline(1, 1, LengthMode.bounce, is_photo=True)
-            self._engine.prepare(RenderPlan(self.fps, timeline, faces, silence, True, (height, width)))
+            if info.is_photo:
+                self._prepare_photo(source, options, max_side)
+            else:
+                self._prepare_video(source, options, max_side, loop_seconds)
         except BaseException:
-            self._engine.close()
+            self.close()
             raise
+        height, width = self._frames[0].shape[:2]
         self.frame_shape = (height, width)
         self.frames_out = 0
-        logger.info("live avatar %s: %dx%d at %.3g fps, motion model %s, latency %.0f ms", photo, width, height,
-                    self.fps, self._engine.model_name, 1000 * self.latency_seconds)
+        logger.info("live avatar %s: %dx%d at %.3g fps (%s), motion model %s, latency %.0f ms", source, width, height,
+                    self.fps, "a photo" if self.is_photo else f"a loop of {self.loop_frames} frames",
+                    self._engine.model_name, 1000 * self.latency_seconds)
+
+    def _prepare_photo(self, photo: Path, options, max_side: int | None) -> None:
+        """Track the photo (shrunk first if asked: what is tracked is what is drawn) and plan one frame."""
+        from lipdub.engines.base import RenderPlan
+        from lipdub.media.decode import iter_frames
+        from lipdub.pipeline import StageClock, track_input
+        from lipdub.timeline import LengthMode, plan_timeline
+
+        image = next(iter_frames(photo, photo_fps=self.fps)).image
+        if max_side is not None and max(image.shape[:2]) > max_side:
+            image = shrunk(image, max_side)
+            photo = Path(self._folder.name) / "photo.png"
+            cv2.imwrite(str(photo), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        self._faces = track_input(photo, True, self.fps, options, self._engine, StageClock(), 1)
+        self._frames = [image]
+        height, width = image.shape[:2]
+        silence = np.zeros(int(round(self._engine.sample_rate / self.fps)), np.float32)
+        timeline = plan_timeline(1, 1, LengthMode.bounce, is_photo=True)
+        self._engine.prepare(RenderPlan(self.fps, timeline, self._faces, silence, True, (height, width)))
+
+    def _prepare_video(self, video: Path, options, max_side: int | None, loop_seconds: float) -> None:
+        """Keep the loop's frames (shrunk if asked) on disk, track them, and plan them with silence:
+        the engine measures the rest shapes, slow expression and mouth bank the live frames use."""
+        from lipdub.engines.base import RenderPlan
+        from lipdub.media.decode import iter_frames
+        from lipdub.media.encode import VideoWriter
+        from lipdub.pipeline import StageClock, track_input
+        from lipdub.timeline import LengthMode, plan_timeline
+
+        wanted = max(1, int(round(loop_seconds * self.fps)))
+        # The loop is written once (shrunk if asked, cut to its length) and then both tracked and
+        # drawn from as the tracker decodes it: what is tracked is exactly what is drawn.
+        tracked, writer, count = Path(self._folder.name) / "loop.mp4", None, 0
+        try:
+            for frame in iter_frames(video):
+                if count == wanted:
+                    break
+                image = frame.image
+                if max_side is not None and max(image.shape[:2]) > max_side:
+                    image = shrunk(image, max_side)
+                if writer is None:
+                    height, width = image.shape[:2]
+                    writer = VideoWriter(tracked, width, height, self.fps, crf=10, overwrite=True)
+                writer.write(image)
+                count += 1
+        finally:
+            if writer is not None:
+                writer.close()
+        frames = None
+        for index, frame in enumerate(iter_frames(tracked)):
+            if index == count:
+                break
+            if frames is None:
+                frames = np.lib.format.open_memmap(tracked.with_name("frames.npy"), "w+", np.uint8,
+                                                   (count, *frame.image.shape))
+            frames[index] = frame.image
+        if frames is None:
+            raise LipdubError(f"{video} contains no video frames")
+        self._frames = frames
+        faces = track_input(tracked, False, self.fps, options, self._engine, StageClock(), count)[:count]
+        self._faces = faces + [None] * (count - len(faces))
+        height, width = frames.shape[1:3]
+        silence = np.zeros(int(round(count * self._engine.sample_rate / self.fps)), np.float32)
+        timeline = plan_timeline(count, count, LengthMode.cut, is_photo=False)
+        self._engine.prepare(RenderPlan(self.fps, timeline, self._faces, silence, False, (height, width)))
+
+    @property
+    def loop_frames(self) -> int:
+        """Frames of the video played back and forth (1 for a photo)."""
+        return len(self._frames)
+
+    def loop_frame(self, index: int) -> np.ndarray:
+        """A copy of loop frame ``index`` as it is before any speech moves it (the photo: 0), at
+        ``frame_shape``: output frame k shows loop frame `ping_pong` (k, `loop_frames`)."""
+        return np.array(self._frames[index])
 
     @property
     def model_name(self) -> str:
@@ -129,13 +224,23 @@ class LiveAvatar:
 
         if len(motion) == 0:
             return []
-        self._engine.use_live_motion(motion)
-        frames = self._engine.render([FrameJob(i, 0, self._image, self._face) for i in range(len(motion))])
+        if self.is_photo:
+            self._engine.use_live_motion(motion)
+            jobs = [FrameJob(i, 0, self._frames[0], self._faces[0]) for i in range(len(motion))]
+        else:
+            shown = [ping_pong(self.frames_out + i, len(self._frames)) for i in range(len(motion))]
+            self._engine.use_live_motion(motion, np.array(shown))
+            jobs = [FrameJob(i, j, np.array(self._frames[j]), self._faces[j]) for i, j in enumerate(shown)]
+        frames = self._engine.render(jobs)
         self.frames_out += len(frames)
         return frames
 
     def close(self) -> None:
-        self._engine.close()
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.close()
+        self._frames = None  # the memory map, before its folder goes
+        self._folder.cleanup()
 
     def __enter__(self) -> "LiveAvatar":
         return self

@@ -110,6 +110,19 @@ def test_viterbi_prefers_playing_forward_over_switching():
     np.testing.assert_array_equal(path, [0, 4, 2, 3])
 
 
+def test_viterbi_carries_on_from_the_frame_shown_before():
+    # Bank ids 0..3 are input frames 0..3, id 4 is frame 10; on the first frame id 4 is cheaper.
+    frame_of = np.array([0, 1, 2, 3, 10])
+    candidates = np.array([[0, 4], [1, 4]])
+    costs = np.array([[0.02, 0.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(B.viterbi_path(costs, candidates, frame_of, 0.05), [4, 4])  # fresh
+    # After frame 0 was shown, holding it and playing on is free, jumping to frame 10 is a switch.
+    np.testing.assert_array_equal(B.viterbi_path(costs, candidates, frame_of, 0.05, after=0), [0, 1])
+    assert B.viterbi_path(costs, candidates, frame_of, 0.0, after=0)[0] == 4  # free switching: no pull
+    # After frame 3, both first choices are a switch: the cheaper one wins as if fresh.
+    np.testing.assert_array_equal(B.viterbi_path(costs, candidates, frame_of, 0.05, after=3), [4, 4])
+
+
 def test_bank_never_picks_frames_outside_the_input_or_inside_the_exclusion():
     rng = np.random.default_rng(2)
     bank_frames = np.arange(0, 100, 2)

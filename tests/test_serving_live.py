@@ -95,6 +95,20 @@ def test_a_bad_photo_gets_one_line_without_the_servers_folders(client, photo, ne
     assert "\n" not in message and "lipdub-live-" not in message and "/tmp" not in message
 
 
+def test_a_video_is_refused_in_one_line(client, tmp_path):
+    from lipdub.media.encode import VideoWriter
+
+    video = tmp_path / "clip.mp4"
+    with VideoWriter(video, 64, 64, 25.0) as writer:
+        for _ in range(3):
+            writer.write(np.zeros((64, 64, 3), np.uint8))
+    with client.websocket_connect("/v1/live") as socket:
+        socket.send_text(json.dumps({"token": TOKEN}))
+        socket.send_bytes(video.read_bytes())
+        message, code = refusal(socket)
+    assert "video" in message and code == 1003 and "\n" not in message
+
+
 def test_odd_bytes_and_too_much_speech_are_refused(client):
     with client.websocket_connect("/v1/live") as socket:
         socket.send_text(json.dumps({"token": TOKEN}))

@@ -258,6 +258,8 @@ class MotionEngine:
         self._occluded_entries: np.ndarray | None = None  # per bank entry: its mouth is covered (colours or a hand)
         self._edit_weight: np.ndarray | None = None  # per output frame: 0..1 share of the edit (0: the input as it is)
         self._anticipated = None  # an early motion prediction (`anticipate`)
+        self._loop = None  # a live video avatar's per-input-frame plan (`use_live_motion`), made on first use
+        self._live_after = None  # the bank entry a live stream's last frame borrowed: its next piece carries on
         self._pool = None  # render threads, made on first use
 
     @property
@@ -342,6 +344,8 @@ class MotionEngine:
         self._sources = np.array([plan.timeline.source_index(i) for i in range(frames)], np.int64)
         self._has_face = np.array([plan.faces[j] is not None for j in self._sources], bool)
         self._shapes, self._rest, self._fps = shapes, rest, plan.fps
+        self._smoothed_shapes, self._grin_share = smoothed_shapes, grin_share
+        self._loop, self._live_after = None, None
         self._eye = np.linalg.norm(raw[:, S.RIGHT_EYE_OUTER] - raw[:, S.LEFT_EYE_OUTER], axis=-1)
         layout = np.nanmedian(self._canonical, axis=0)
         self._mesh = build_mesh(layout)
@@ -530,11 +534,13 @@ class MotionEngine:
         'no change' as targets."""
         return self._shapes[self._sources]
 
-    def use_targets(self, targets: np.ndarray) -> None:
+    def use_targets(self, targets: np.ndarray, after: int | None = None) -> None:
         """Render these (T, P, 2) canonical target shapes; picks each output frame's bank frame.
 
         `prepare` calls it with the predicted shapes; tests and retargeting tools may call it again.
         Pause holds (`hold_pauses`) belong to the speech `prepare` planned for, so this clears them.
+        ``after``: the bank entry the frame before the first of these borrowed (a live stream's
+        previous piece), which the path carries on from when that first frame has a face.
         """
         targets = np.asarray(targets, np.float64)
         self._targets = targets
@@ -557,6 +563,7 @@ class MotionEngine:
 
             def choose(start: int, stop: int, unfit_cost, paint_cost: float) -> np.ndarray:
                 part = rows[start:stop]
+                carry = after if part[0] == 0 and after is not None and after < len(bank) else None
                 return B.choose_sources(
                     targets[part], self._pose[sources[part]], sources[part],
                     bank.shapes, bank.pose, bank.frames, exclude_within=exclude,
@@ -564,7 +571,8 @@ class MotionEngine:
                     pose_weight=bank.pose_weights(self.options.pose_weight, self.options.profile_pose_weight),
                     bank_cost=bank.costs(self.options.profile_cost), centred=~bank.from_input,
                     fit=(bank.openings, wanted[start:stop], unfit_cost),
-                    width_weight=self.options.width_weight, paint_cost=paint_cost, avoid=self._occluded_entries)
+                    width_weight=self.options.width_weight, paint_cost=paint_cost, avoid=self._occluded_entries,
+                    after=carry)
 
             picks = choose(0, len(rows), unfit, self.options.paint_cost)
             picks = B.repick_painted_runs(picks, bank.openings, wanted,
@@ -582,17 +590,56 @@ class MotionEngine:
         self.target_aperture = [float("nan")] * frames
         self._hold_bank, self._hold_weight, self._hold_slit = None, None, None
 
-    def use_live_motion(self, motion: np.ndarray) -> None:
-        """Make output frames 0..k-1 a photo's next frames driven live (`lipdub.live`): their targets
-        are the photo's rest shape plus ``motion`` (k, P, 2; articulation units, from
-        `lipdub.motion.streaming.StreamingMotion`) at the speaker's scale, as `prepare` makes a
-        photo's. Call after `prepare` with a photo plan; `render` then draws those frames."""
-        if len(self._shapes) != 1:
-            raise LipdubError("live motion drives a photo: the plan had more than one input frame")
+    def use_live_motion(self, motion: np.ndarray, sources: np.ndarray | None = None) -> None:
+        """Make output frames 0..k-1 the next frames of a live avatar (`lipdub.live`), driven by
+        ``motion`` (k, P, 2; articulation units, from `lipdub.motion.streaming.StreamingMotion`) at
+        the speaker's scale; `render` then draws them.
+
+        A photo (``sources`` None, after `prepare` with a photo plan): its rest shape plus the
+        motion, as `prepare` makes a photo's targets. A video loop (``sources``: the input frame
+        each output frame shows, after `prepare` with the loop's own frames and silence): each
+        frame's rest shape with the loop's slow expression and fast head movement already applied
+        (`live_loop_bases`; both are known in advance, whatever the speech), plus the motion. The
+        bank path carries on from the previous piece's last choice, so a borrowed mouth does not
+        jump at a piece boundary. A live stream has no pause holds (they need the pause's end).
+        """
+        motion = np.asarray(motion, np.float64)
         frames = len(motion)
-        self._sources = np.zeros(frames, np.int64)
-        self._has_face = np.ones(frames, bool)
-        self.use_targets(target_shapes(self._rest[self._sources], np.asarray(motion, np.float64), self.scale))
+        if sources is None:
+            if len(self._shapes) != 1:
+                raise LipdubError("live motion drives a photo: the plan had more than one input frame")
+            self._sources = np.zeros(frames, np.int64)
+            self._has_face = np.ones(frames, bool)
+            self.use_targets(target_shapes(self._rest[self._sources], motion, self.scale))
+            return
+        sources = np.asarray(sources, np.int64)
+        if len(sources) != frames:
+            raise ValueError(f"{frames} frames of motion for {len(sources)} sources")
+        if self._loop is None:
+            self._loop = self.live_loop_bases()
+        bases, has_face, edit = self._loop
+        self._sources, self._has_face = sources, has_face[sources]
+        targets = bases[sources] + self.scale * S.hold_raised_upper_lip(motion, self._grin_share[sources])
+        self.use_targets(targets, after=self._live_after)
+        self._edit_weight = None if edit is None else edit[sources]
+        if frames and self._chosen[-1] >= 0:
+            self._live_after = int(self._chosen[-1])
+
+    def live_loop_bases(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(bases (N, P, 2), has_face (N,), edit weight (N,) or None) per input frame of a video
+        `prepare`d on its own frames: the target each frame would get from silence (its rest shape,
+        its slow expression kept, its fast head movement followed), whether it has a face, and the
+        share of the edit drawn on it (0 on a covered mouth, fading beside it; None: 1 everywhere).
+        Measured once over the video played forward; a loop played back and forth
+        (`lipdub.live.ping_pong`) reads them by input frame."""
+        if len(self._sources) != len(self._shapes) or (self._sources != np.arange(len(self._shapes))).any():
+            raise LipdubError("a live video avatar is prepared on its own frames, each shown once in order")
+        count = len(self._shapes)
+        bases = target_shapes(self._rest, np.zeros_like(self._rest), self.scale)
+        bases = keep_slow_expression(bases, self._smoothed_shapes, self._fps)
+        bases = follow_fast_pose(bases, self._canonical[:, list(POSE_POINTS)].mean(axis=1), self._fps)
+        edit = None if self._edit_weight is None else np.asarray(self._edit_weight, np.float64)[:count].copy()
+        return bases, self._has_face.copy(), edit
 
     # -- drawing ---------------------------------------------------------------------------------
     def target_frame_points(self, output_index: int, base_frame: int | None = None) -> np.ndarray:

@@ -136,16 +136,22 @@ def centre_lips(shapes: np.ndarray) -> np.ndarray:
     return shapes - shapes[..., :lips, :].mean(axis=-2, keepdims=True)
 
 
-def viterbi_path(costs: np.ndarray, candidates: np.ndarray, frame_of: np.ndarray, switch_cost: float) -> np.ndarray:
+def viterbi_path(costs: np.ndarray, candidates: np.ndarray, frame_of: np.ndarray, switch_cost: float,
+                 after: int | None = None) -> np.ndarray:
     """(T,) chosen bank ids: the path through per-frame candidates of least total cost.
 
     costs, candidates: (T, K); ``frame_of``: input frame index of each bank id. A step from bank
     id a to b is free when frame_of[b] - frame_of[a] is 0 or 1 (holding or playing forward), else
-    costs ``switch_cost``.
+    costs ``switch_cost``. ``after``: the bank id the frame before these showed (a live stream
+    chooses a piece at a time, `lipdub.live`): the first step from it is priced the same way, so
+    the path carries on from it rather than starting afresh.
     """
     costs = np.asarray(costs, np.float64)
     t_count, k = costs.shape
     total = costs[0].copy()
+    if after is not None:
+        step = frame_of[candidates[0]] - frame_of[int(after)]
+        total += np.where((step == 0) | (step == 1), 0.0, switch_cost)
     back = np.zeros((t_count, k), np.int64)
     for t in range(1, t_count):
         step = frame_of[candidates[t]][None, :] - frame_of[candidates[t - 1]][:, None]  # (K_prev, K)
@@ -167,7 +173,7 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
                    bank_cost: np.ndarray | None = None, centred: np.ndarray | None = None,
                    fit: tuple[np.ndarray, np.ndarray, float | np.ndarray] | None = None, width_weight: float = WIDTH_WEIGHT,
                    paint_cost: float = PAINT_COST, avoid: np.ndarray | None = None,
-                   chunk: int = 512) -> np.ndarray:
+                   chunk: int = 512, after: int | None = None) -> np.ndarray:
     """(T,) bank ids for T output frames (see the module docstring).
 
     ``target_frames``: the input frame each output frame shows; ``bank_frames``: the input frame
@@ -184,7 +190,8 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
     (`interior_alpha`) ``paint_cost`` times the paint's weight on top. ``width_weight`` times the difference of mouth widths
     (`lipdub.motion.shape.mouth_width`) is added to every cost. An entry ``avoid`` marks (B,) costs
     `AVOID_COST` more to every output frame but the one showing that very input frame (a frame
-    whose mouth is covered: `lipdub.render.occlusion`).
+    whose mouth is covered: `lipdub.render.occlusion`). ``after``: the bank id shown just before
+    the first of these frames, which the path carries on from (`viterbi_path`).
     """
     from lipdub.motion.shape import mouth_width
     from lipdub.render.interior import interior_alpha, opening_fits
@@ -230,7 +237,7 @@ def choose_sources(target_shapes: np.ndarray, target_pose: np.ndarray, target_fr
     if not np.isfinite(costs).any(axis=1).all():
         raise ValueError("some output frame has no allowed bank frame")
     costs = np.where(np.isfinite(costs), costs, 1e6)
-    return viterbi_path(costs, ids, sequence_keys(bank_frames), switch_cost)
+    return viterbi_path(costs, ids, sequence_keys(bank_frames), switch_cost, after)
 
 
 #: The unfit and paint costs (eye units) of the second choice for a run of frames the path left to

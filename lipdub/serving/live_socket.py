@@ -143,8 +143,12 @@ def _hello(text: str) -> LiveHello:
 
 def _make_avatar(path: Path, hello: LiveHello):
     from lipdub.live import LiveAvatar
+    from lipdub.media.decode import probe_video
     from lipdub.pipeline import SyncOptions
 
+    # One message carries the picture: a photo (a video avatar is `lipdub live VIDEO` or `LiveAvatar`).
+    if not probe_video(path).is_photo:
+        raise LipdubError("the live socket draws a photo: this file is a video")
     side = MAX_SIDE if hello.max_side is None else min(hello.max_side, MAX_SIDE)
     return LiveAvatar(path, fps=hello.fps, options=SyncOptions(face_index=hello.face_index), max_side=side)
 
