@@ -23,9 +23,10 @@ Its first `LOOP_SECONDS` are tracked once and played back and forth (`ping_pong`
 forward only would jump from its last frame to its first), and the mouth of each frame shown is
 moved by the speech. What an offline dub takes from the whole video and is known before any
 speech arrives stays: each frame's rest shape, its slow expression, its fast head movement, and the
-mouth bank of its own openings, whose path carries on from piece to piece. What needs the speech's
-future does not: a pause is drawn by the motion falling to rest, not held on one closed frame
-(`lipdub.engines.motion.MotionEngine.hold_pauses`). `lipdub live` is the command line around this.
+mouth bank of its own openings, whose path carries on from piece to piece. A pause is held on one
+closed frame of the loop, as a dub holds it, but causally: the hold fades in once the gate has
+been shut long enough and out when the speech comes back (`MotionEngine.live_holds`; a dub fades
+both before the fact, knowing where the pause ends). `lipdub live` is the command line around this.
 """
 
 from __future__ import annotations
@@ -229,7 +230,7 @@ class LiveAvatar:
             jobs = [FrameJob(i, 0, self._frames[0], self._faces[0]) for i in range(len(motion))]
         else:
             shown = [ping_pong(self.frames_out + i, len(self._frames)) for i in range(len(motion))]
-            self._engine.use_live_motion(motion, np.array(shown))
+            self._engine.use_live_motion(motion, np.array(shown), self._motion.last_gate)
             jobs = [FrameJob(i, j, np.array(self._frames[j]), self._faces[j]) for i, j in enumerate(shown)]
         frames = self._engine.render(jobs)
         self.frames_out += len(frames)

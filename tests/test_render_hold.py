@@ -26,6 +26,37 @@ def test_hold_weights_ramp_in_and_out():
     np.testing.assert_allclose(hold_weights(6, [(3, 6)], fade_frames=2), [0, 0, 0, 1 / 3, 2 / 3, 1])
 
 
+def test_live_hold_step_fades_in_after_the_pause_is_long_enough_and_out_when_it_ends():
+    from lipdub.render.hold import live_hold_step
+
+    gate_shut = [True] * 7 + [False] * 4
+    weight, run, weights = 0.0, 0, []
+    for shut in gate_shut:
+        weight, run = live_hold_step(weight, run, shut, holdable=True, min_frames=3, fade_frames=2)
+        weights.append(weight)
+    # Held from the 3rd shut frame, rising a third a frame; falling as fast once the gate opens.
+    np.testing.assert_allclose(weights, [0, 0, 1 / 3, 2 / 3, 1, 1, 1, 2 / 3, 1 / 3, 0, 0])
+    assert run == 0
+    # A short gap between words is never held; a hold that no longer fits (the head turned) fades.
+    weight, run = 0.0, 0
+    for shut in [True, True, False, True, True]:
+        weight, run = live_hold_step(weight, run, shut, True, 3, 2)
+        assert weight == 0.0
+    assert live_hold_step(1.0, 10, True, False, 3, 2) == (2 / 3, 11)
+    assert live_hold_step(0.5, 4, True, True, 3, 0) == (1.0, 5)  # no fade: whole at once
+    # A wide-open mouth aimed shut is held whole at once, pause or not (when a hold frame fits).
+    assert live_hold_step(0.0, 0, False, True, 3, 2, at_once=True) == (1.0, 0)
+    assert live_hold_step(0.0, 0, False, False, 3, 2, at_once=True) == (0.0, 0)
+
+
+def test_closing_needed_marks_wide_open_mouths_aimed_shut_and_squeezed_gapes():
+    from lipdub.render.hold import closing_needed
+
+    own = np.array([0.15, 0.15, 0.05, 0.3, 0.3])
+    target = np.array([0.04, 0.08, 0.0, 0.1, 0.2])
+    np.testing.assert_array_equal(closing_needed(own, target), [True, False, False, True, False])
+
+
 def test_closing_runs_cover_wide_open_mouths_aimed_shut_grown_by_the_fade():
     from lipdub.render.hold import closing_runs, runs_of
 

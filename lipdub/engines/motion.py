@@ -38,9 +38,11 @@ from lipdub.face.hands import FACE_OVAL, finger_half_width, hand_keep_weights, h
 from lipdub.motion import shape as S
 from lipdub.motion.transfer import POSE_POINTS, follow_fast_pose, keep_slow_expression, speaker_scale, target_shapes
 from lipdub.render import bank as B
-from lipdub.render.hold import (FADE_SECONDS, HOLD_YAW_LIMIT, NEARLY_SHUT, SEARCH_SECONDS, choose_hold_frame,
-                                choose_slit_frame, closing_runs, fits_hold_width, head_yaw, hold_weights,
-                                own_mouths_can_follow, pause_runs, runs_of, yaw_segments)
+from lipdub.render.hold import (FADE_SECONDS, GATE_SHUT_BELOW, HOLD_YAW_LIMIT, MIN_HOLD_SECONDS, NEARLY_SHUT,
+                                SEARCH_SECONDS, choose_hold_frame, choose_slit_frame, closing_needed, closing_runs,
+                                fits_hold_width,
+                                head_yaw, hold_weights, live_hold_step, own_mouths_can_follow, pause_runs, runs_of,
+                                yaw_segments)
 from lipdub.render.interior import FIT_SLACK, anchored_inner_ring, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
 from lipdub.render.occlusion import LOWER_FACE_POINTS, WINDOW_SECONDS, face_colours, occluded, occlusion_scores
 from lipdub.render.mesh import MESH_POINTS, build_mesh, surface_distances, unfold, warp_vertices
@@ -260,6 +262,7 @@ class MotionEngine:
         self._anticipated = None  # an early motion prediction (`anticipate`)
         self._loop = None  # a live video avatar's per-input-frame plan (`use_live_motion`), made on first use
         self._live_after = None  # the bank entry a live stream's last frame borrowed: its next piece carries on
+        self._live_hold = (0.0, 0, -1, -1)  # a live stream's hold: (weight, shut frames in a row, entry held, its slit)
         self._pool = None  # render threads, made on first use
 
     @property
@@ -345,7 +348,7 @@ class MotionEngine:
         self._has_face = np.array([plan.faces[j] is not None for j in self._sources], bool)
         self._shapes, self._rest, self._fps = shapes, rest, plan.fps
         self._smoothed_shapes, self._grin_share = smoothed_shapes, grin_share
-        self._loop, self._live_after = None, None
+        self._loop, self._live_after, self._live_hold = None, None, (0.0, 0, -1, -1)
         self._eye = np.linalg.norm(raw[:, S.RIGHT_EYE_OUTER] - raw[:, S.LEFT_EYE_OUTER], axis=-1)
         layout = np.nanmedian(self._canonical, axis=0)
         self._mesh = build_mesh(layout)
@@ -590,7 +593,8 @@ class MotionEngine:
         self.target_aperture = [float("nan")] * frames
         self._hold_bank, self._hold_weight, self._hold_slit = None, None, None
 
-    def use_live_motion(self, motion: np.ndarray, sources: np.ndarray | None = None) -> None:
+    def use_live_motion(self, motion: np.ndarray, sources: np.ndarray | None = None,
+                        gate: np.ndarray | None = None) -> None:
         """Make output frames 0..k-1 the next frames of a live avatar (`lipdub.live`), driven by
         ``motion`` (k, P, 2; articulation units, from `lipdub.motion.streaming.StreamingMotion`) at
         the speaker's scale; `render` then draws them.
@@ -601,7 +605,9 @@ class MotionEngine:
         frame's rest shape with the loop's slow expression and fast head movement already applied
         (`live_loop_bases`; both are known in advance, whatever the speech), plus the motion. The
         bank path carries on from the previous piece's last choice, so a borrowed mouth does not
-        jump at a piece boundary. A live stream has no pause holds (they need the pause's end).
+        jump at a piece boundary. ``gate``: the speech gate of these frames
+        (`lipdub.motion.streaming.StreamingMotion.last_gate`); where it stays shut the loop's frames
+        fade onto one closed frame of the loop, as a dub holds a pause, but causally (`live_holds`).
         """
         motion = np.asarray(motion, np.float64)
         frames = len(motion)
@@ -624,6 +630,56 @@ class MotionEngine:
         self._edit_weight = None if edit is None else edit[sources]
         if frames and self._chosen[-1] >= 0:
             self._live_after = int(self._chosen[-1])
+        if gate is not None:
+            self.live_holds(np.asarray(gate, np.float64))
+
+    def live_holds(self, gate: np.ndarray) -> None:
+        """Pause holds of a live video avatar's next frames (after `use_live_motion` set their
+        sources), carried on from the previous piece: once the gate has been shut for
+        `MIN_HOLD_SECONDS` the frames fade onto the loop's most closed mouth near the frame shown
+        (turned as it is: `HOLD_YAW_LIMIT`), and fade back when the speech comes again or the head
+        turns away from it (`lipdub.render.hold.live_hold_step`). Without it a loop of someone
+        talking goes on talking under the pause: its rest shapes carry its own speech. A frame
+        whose own mouth is wide open where the target is shut (`closing_needed`) is held whole at
+        once, as a dub's closing runs are. A held frame whose target parts the lips a little
+        borrows one real slightly open mouth for the rest of its hold (`choose_slit_frame`, chosen
+        at the first such frame), as a dub's hold does."""
+        frames = len(self._sources)
+        self._hold_bank = np.full(frames, -1, np.int64)
+        self._hold_weight = np.zeros(frames)
+        self._hold_slit = np.full(frames, -1, np.int64)
+        if not self._bank.from_input.any():
+            return
+        fade = int(round(FADE_SECONDS * self._fps))
+        min_frames = max(1, int(round(MIN_HOLD_SECONDS * self._fps)))
+        openings = np.where(self._bank.from_input, self._bank.openings, np.nan)
+        if self._occluded_entries is not None:
+            openings[self._occluded_entries] = np.nan
+        yaw = head_yaw(self._canonical)
+        bank_yaw = np.where(self._bank_frames >= 0, yaw[np.clip(self._bank_frames, 0, len(yaw) - 1)], np.nan)
+        targets_open = S.aperture(self._targets)
+        closing = self._has_face & closing_needed(S.aperture(self._shapes[self._sources]), targets_open)
+        parted = (targets_open > B.CLOSED_TARGET) & (targets_open <= NEARLY_SHUT)
+        bank_widths = S.mouth_width(self._bank.shapes)
+        weight, run, pick, slit = self._live_hold
+        for i, j in enumerate(self._sources):
+            shut = bool(gate[i] < GATE_SHUT_BELOW and self._has_face[i])
+            if weight <= 0.0:
+                pick, slit = -1, -1
+            if pick < 0 and (closing[i] or (shut and run + 1 >= min_frames)):
+                turned = np.where(np.abs(bank_yaw - yaw[j]) <= 0.5 * HOLD_YAW_LIMIT, openings, np.nan)
+                pick = choose_hold_frame(self._bank_frames, turned, float(j), SEARCH_SECONDS * self._fps)
+                if pick >= 0 and not openings[pick] <= NEARLY_SHUT:
+                    pick = -1  # no closed mouth near enough to hold: the motion alone brings it to rest
+            holdable = pick >= 0 and not abs(yaw[j] - bank_yaw[pick]) > HOLD_YAW_LIMIT
+            weight, run = live_hold_step(weight, run, shut, holdable, min_frames, fade, at_once=bool(closing[i]))
+            if pick >= 0 and weight > 0.0:
+                self._hold_bank[i], self._hold_weight[i] = pick, weight
+                if parted[i] and slit < 0:
+                    slit = choose_slit_frame(self._bank_frames, openings, float(j), float(max(np.ptp(self._bank_frames), 1)),
+                                             targets_open[i:i + 1], bank_widths, float(S.mouth_width(self._targets[i:i + 1])[0]))
+                self._hold_slit[i] = slit
+        self._live_hold = (weight, run, pick, slit)
 
     def live_loop_bases(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(bases (N, P, 2), has_face (N,), edit weight (N,) or None) per input frame of a video

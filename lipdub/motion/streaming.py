@@ -128,6 +128,9 @@ class StreamingMotion:
         self._mel_seen = 0  # global index of the next column to add to the history
         self._loudness_history: list[float] = []
         self._finished = False
+        #: The speech gate (0..1) of the frames the last `push` or `finish` returned: a live video
+        #: avatar holds a closed mouth where it stays shut (`lipdub.render.hold.live_hold_step`).
+        self.last_gate = np.zeros(0)
 
     # -- what a caller may ask ------------------------------------------------------------------
     @property
@@ -155,6 +158,7 @@ class StreamingMotion:
         while self._column(ready + self.ahead) + self.lookahead <= last_column:
             ready += 1
         if ready == self._next:
+            self.last_gate = np.zeros(0)
             return np.zeros((0, len(MOTION_POINTS), 2))
         return self._emit(ready, ready + self.ahead, end_of_track=False)
 
@@ -163,6 +167,7 @@ class StreamingMotion:
         gives the same audio (`lipdub.timeline.frames_for_duration`)."""
         from lipdub.timeline import frames_for_duration
 
+        self.last_gate = np.zeros(0)
         if self._finished:
             return np.zeros((0, len(MOTION_POINTS), 2))
         self._finished = True
@@ -209,6 +214,7 @@ class StreamingMotion:
         self._remember_loudness(loudness[self._next - first:stop - first])
         gate = speech_gate(loudness, peak=self._loud_level())
         out = (motion * gate[:, None])[self._next - first:stop - first]
+        self.last_gate = gate[self._next - first:stop - first].copy()
         self._next = stop
         self._drop_before(max(0, self._next - CONTEXT_FRAMES - SHAPE_STEP))
         return out.reshape(len(out), len(MOTION_POINTS), 2)

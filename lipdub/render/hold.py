@@ -112,12 +112,42 @@ def closing_runs(own: np.ndarray, target: np.ndarray, grow: int, wide: float = W
     into a swollen pink lower lip under a thin dark arc. A closed frame opened to the target shows
     lips and an opening instead.
     """
-    own = np.asarray(own, np.float64)
-    target = np.asarray(target, np.float64)
-    need = ((own >= wide) & (target <= shut)) | ((own >= gaping) & (target <= squeeze * own))
+    need = closing_needed(own, target, wide, shut, gaping, squeeze)
     if grow > 0 and need.any():
         need = np.convolve(need.astype(np.float64), np.ones(2 * grow + 1), mode="same") > 0
     return runs_of(need)
+
+
+def closing_needed(own, target, wide: float = WIDE_OPEN, shut: float = NEARLY_SHUT, gaping: float = GAPING,
+                   squeeze: float = SQUEEZE) -> np.ndarray:
+    """Per frame (same shape as ``own`` and ``target``, eye units): whether its wide-open mouth must
+    look shut or its gaping one must open at most ``squeeze`` of that (`closing_runs`, ungrown)."""
+    own = np.asarray(own, np.float64)
+    target = np.asarray(target, np.float64)
+    return ((own >= wide) & (target <= shut)) | ((own >= gaping) & (target <= squeeze * own))
+
+
+def live_hold_step(weight: float, shut_run: int, shut: bool, holdable: bool, min_frames: int,
+                   fade_frames: int, at_once: bool = False) -> tuple[float, int]:
+    """(weight, shut_run) of the next frame of a stream: `hold_weights` drawn causally, one frame at
+    a time, for a live avatar that cannot see where a pause ends.
+
+    ``shut_run`` counts the frames in a row whose gate is shut (this one included when ``shut``).
+    Once it reaches ``min_frames`` (the pause is long enough to hold) and ``holdable`` (a hold
+    frame fits this frame), the weight rises by 1 / (``fade_frames`` + 1) a frame up to 1; on any
+    other frame it falls as fast down to 0. A dub fades in before the pause and out before the
+    speech; live, both fades come after the fact, over the first frames of the pause and of the
+    speech (a held frame is warped to the speech's target, so its mouth opens on time).
+    ``at_once``: this frame needs the hold whole now (`closing_needed`: a wide-open mouth aimed
+    shut, whose half-faded warp would show the squeezed bar the hold is there to avoid).
+    """
+    shut_run = shut_run + 1 if shut else 0
+    step = 1.0 / (fade_frames + 1) if fade_frames > 0 else 1.0
+    if at_once and holdable:
+        return 1.0, shut_run
+    weight = weight + step if shut_run >= min_frames and holdable else weight - step
+    # Whole steps (so a fade ends at exactly 0 or 1, never a rounding error above 0 that keeps drawing the hold).
+    return float(np.clip(round(weight / step) * step, 0.0, 1.0)), shut_run
 
 
 def hold_weights(frames: int, runs: list[tuple[int, int]], fade_frames: int) -> np.ndarray:
