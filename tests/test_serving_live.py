@@ -95,18 +95,36 @@ def test_a_bad_photo_gets_one_line_without_the_servers_folders(client, photo, ne
     assert "\n" not in message and "lipdub-live-" not in message and "/tmp" not in message
 
 
-def test_a_video_is_refused_in_one_line(client, tmp_path):
+def test_a_short_video_speaks_looped_at_its_own_frame_rate(client, tmp_path):
+    import cv2
+
+    from lipdub.live import ping_pong
     from lipdub.media.encode import VideoWriter
 
-    video = tmp_path / "clip.mp4"
-    with VideoWriter(video, 64, 64, 25.0) as writer:
-        for _ in range(3):
-            writer.write(np.zeros((64, 64, 3), np.uint8))
+    photo = cv2.imdecode(np.frombuffer(PHOTO, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    video = tmp_path / "idle.mp4"
+    with VideoWriter(video, photo.shape[1], photo.shape[0], 30.0) as writer:
+        for k in range(12):  # frame k marked by a grey corner of level 16 k
+            frame = photo.copy()
+            frame[:24, :24] = 16 * k
+            writer.write(frame)
     with client.websocket_connect("/v1/live") as socket:
-        socket.send_text(json.dumps({"token": TOKEN}))
+        socket.send_text(json.dumps({"token": TOKEN, "fps": 25}))
         socket.send_bytes(video.read_bytes())
-        message, code = refusal(socket)
-    assert "video" in message and code == 1003 and "\n" not in message
+        ready = socket.receive_json()
+        assert ready["fps"] == 30.0 and (ready["width"], ready["height"]) == (320, 320)
+        socket.send_bytes(pcm(1.0))
+        socket.send_text(json.dumps({"end": True}))
+        frames = []
+        while True:
+            message = socket.receive()
+            if message.get("bytes") is not None:
+                frames.append(cv2.imdecode(np.frombuffer(message["bytes"], np.uint8), cv2.IMREAD_GRAYSCALE))
+            else:
+                assert json.loads(message["text"])["frames"] == 30
+                break
+    marks = [round(float(f[4:20, 4:20].mean()) / 16) for f in frames]
+    assert len(frames) == 30 and marks == [ping_pong(k, 12) for k in range(30)], marks
 
 
 def test_odd_bytes_and_too_much_speech_are_refused(client):

@@ -5,7 +5,8 @@ still speaking. One WebSocket connection is one `lipdub.live.LiveAvatar`:
 
 1. client -> text: ``{"fps": 25, "quality": 80, "face_index": 0, "max_side": 720, "token": "..."}`` (all optional; the token is
    needed when the server has one: a browser cannot put it in a WebSocket's headers);
-2. client -> binary: the photo (jpg, png, webp; sniffed by content, at most `MAX_PHOTO_BYTES`);
+2. client -> binary: the photo (jpg, png, webp; sniffed by content, at most `MAX_PHOTO_BYTES`), or a
+   short video of the person (its first 10 s loop forward and back at its own frame rate);
 3. server -> text: ``{"width", "height", "fps", "sample_rate": 16000, "audio": "s16le",
    "latency_ms"}``: the avatar is ready;
 4. client -> binary: raw 16 kHz mono signed 16-bit little-endian PCM, pieces of any size, as it is
@@ -14,7 +15,7 @@ still speaking. One WebSocket connection is one `lipdub.live.LiveAvatar`:
    ``{"frames": N, "speech_seconds": S}``, and closes (1000).
 
 A refusal is one text message ``{"error": "one line"}`` and a close: 1008 for a missing or wrong
-token or a server with every live slot taken, 1003 for bad input (no face, not a photo, odd bytes,
+token or a server with every live slot taken, 1003 for bad input (no face, not a picture, odd bytes,
 speech past the server's ``max_seconds``). The drawing runs in a worker thread, so one avatar never
 blocks the server's other requests; at most ``live_sessions`` avatars run at once (each keeps a
 core busy at 25 fps).
@@ -56,7 +57,7 @@ POLICY, BAD_DATA = 1008, 1003
 class LiveHello(BaseModel):
     """The first message of a live connection."""
 
-    fps: float = Field(25.0, ge=1.0, le=60.0, description="Frames per second to draw.")
+    fps: float = Field(25.0, ge=1.0, le=60.0, description="Frames per second to draw a photo at (a video plays at its own rate).")
     quality: int = Field(80, ge=30, le=95, description="JPEG quality of each frame.")
     token: str | None = Field(None, description="The server's bearer token, where it has one.")
     face_index: int | None = Field(None, ge=0, le=64, description="Which face when the photo shows several, left to right.")
@@ -110,7 +111,7 @@ def add_live_routes(app: FastAPI, settings, sessions: int) -> None:
                 raise _Refused("the photo is empty")
             if len(photo) > MAX_PHOTO_BYTES:
                 raise _Refused(f"the photo is over {MAX_PHOTO_BYTES // (1024 * 1024)} MB")
-            path = Path(folder.name) / "photo"
+            path = Path(folder.name) / "photo-or-video"
             path.write_bytes(photo)
             avatar = await to_thread.run_sync(_make_avatar, path, hello)
             height, width = avatar.frame_shape
@@ -146,11 +147,9 @@ def _make_avatar(path: Path, hello: LiveHello):
     from lipdub.media.decode import probe_video
     from lipdub.pipeline import SyncOptions
 
-    # One message carries the picture: a photo (a video avatar is `lipdub live VIDEO` or `LiveAvatar`).
-    if not probe_video(path).is_photo:
-        raise LipdubError("the live socket draws a photo: this file is a video")
     side = MAX_SIDE if hello.max_side is None else min(hello.max_side, MAX_SIDE)
-    return LiveAvatar(path, fps=hello.fps, options=SyncOptions(face_index=hello.face_index), max_side=side)
+    fps = hello.fps if probe_video(path).is_photo else None  # a video plays at its own rate
+    return LiveAvatar(path, fps=fps, options=SyncOptions(face_index=hello.face_index), max_side=side)
 
 
 async def _stream(websocket: WebSocket, avatar, quality: int, max_seconds: float) -> None:
