@@ -39,10 +39,9 @@ from lipdub.motion import shape as S
 from lipdub.motion.transfer import POSE_POINTS, follow_fast_pose, keep_slow_expression, speaker_scale, target_shapes
 from lipdub.render import bank as B
 from lipdub.render.hold import (FADE_SECONDS, GATE_SHUT_BELOW, HOLD_YAW_LIMIT, MIN_HOLD_SECONDS, NEARLY_SHUT,
-                                SEARCH_SECONDS, choose_hold_frame, choose_slit_frame, closing_needed, closing_runs,
-                                fits_hold_width,
-                                head_yaw, hold_weights, live_hold_step, own_mouths_can_follow, pause_runs, runs_of,
-                                yaw_segments)
+                                SEARCH_SECONDS, LiveHold, choose_hold_frame, choose_slit_frame, closing_needed,
+                                closing_runs, fits_hold_width, head_yaw, hold_weights, live_hold_step,
+                                own_mouths_can_follow, pause_runs, runs_of, yaw_segments)
 from lipdub.render.interior import FIT_SLACK, anchored_inner_ring, interior_alpha, lip_colour, opening_fits, paint_interior, teeth_colour
 from lipdub.render.occlusion import LOWER_FACE_POINTS, WINDOW_SECONDS, face_colours, occluded, occlusion_scores
 from lipdub.render.mesh import MESH_POINTS, build_mesh, surface_distances, unfold, warp_vertices
@@ -262,7 +261,7 @@ class MotionEngine:
         self._anticipated = None  # an early motion prediction (`anticipate`)
         self._loop = None  # a live video avatar's per-input-frame plan (`use_live_motion`), made on first use
         self._live_after = None  # the bank entry a live stream's last frame borrowed: its next piece carries on
-        self._live_hold = (0.0, 0, -1, -1)  # a live stream's hold: (weight, shut frames in a row, entry held, its slit)
+        self._live_hold = LiveHold()  # a live stream's pause hold, carried from piece to piece
         self._pool = None  # render threads, made on first use
 
     @property
@@ -348,7 +347,7 @@ class MotionEngine:
         self._has_face = np.array([plan.faces[j] is not None for j in self._sources], bool)
         self._shapes, self._rest, self._fps = shapes, rest, plan.fps
         self._smoothed_shapes, self._grin_share = smoothed_shapes, grin_share
-        self._loop, self._live_after, self._live_hold = None, None, (0.0, 0, -1, -1)
+        self._loop, self._live_after, self._live_hold = None, None, LiveHold()
         self._eye = np.linalg.norm(raw[:, S.RIGHT_EYE_OUTER] - raw[:, S.LEFT_EYE_OUTER], axis=-1)
         layout = np.nanmedian(self._canonical, axis=0)
         self._mesh = build_mesh(layout)
@@ -661,7 +660,8 @@ class MotionEngine:
         closing = self._has_face & closing_needed(S.aperture(self._shapes[self._sources]), targets_open)
         parted = (targets_open > B.CLOSED_TARGET) & (targets_open <= NEARLY_SHUT)
         bank_widths = S.mouth_width(self._bank.shapes)
-        weight, run, pick, slit = self._live_hold
+        state = self._live_hold
+        weight, run, pick, slit = state.weight, state.shut_run, state.entry, state.slit
         for i, j in enumerate(self._sources):
             shut = bool(gate[i] < GATE_SHUT_BELOW and self._has_face[i])
             if weight <= 0.0:
@@ -679,7 +679,7 @@ class MotionEngine:
                     slit = choose_slit_frame(self._bank_frames, openings, float(j), float(max(np.ptp(self._bank_frames), 1)),
                                              targets_open[i:i + 1], bank_widths, float(S.mouth_width(self._targets[i:i + 1])[0]))
                 self._hold_slit[i] = slit
-        self._live_hold = (weight, run, pick, slit)
+        self._live_hold = LiveHold(weight, run, pick, slit)
 
     def live_loop_bases(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(bases (N, P, 2), has_face (N,), edit weight (N,) or None) per input frame of a video

@@ -14,6 +14,8 @@ Pure functions here; the motion engine applies them (`lipdub.engines.motion`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from lipdub.eval.mouth import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
@@ -125,6 +127,18 @@ def closing_needed(own, target, wide: float = WIDE_OPEN, shut: float = NEARLY_SH
     own = np.asarray(own, np.float64)
     target = np.asarray(target, np.float64)
     return ((own >= wide) & (target <= shut)) | ((own >= gaping) & (target <= squeeze * own))
+
+
+@dataclass(frozen=True)
+class LiveHold:
+    """Where a live stream's pause hold stands after its last frame (`live_hold_step`): the hold's
+    weight, the gate's shut frames in a row, the bank entry held (-1: none) and the slightly open
+    mouth it borrows while the speech parts its lips (-1: none yet)."""
+
+    weight: float = 0.0
+    shut_run: int = 0
+    entry: int = -1
+    slit: int = -1
 
 
 def live_hold_step(weight: float, shut_run: int, shut: bool, holdable: bool, min_frames: int,
