@@ -260,8 +260,9 @@ def test_cli_streams_a_video_avatar_at_the_videos_own_frame_rate(tmp_path, speec
 
     with av.open(io.BytesIO(result.stdout), format="yuv4mpegpipe") as container:
         stream = container.streams.video[0]
+        size, rate = (stream.width, stream.height), stream.average_rate
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    assert (stream.width, stream.height) == (320, 320) and stream.average_rate == 30
+    assert size == (320, 320) and rate == 30
     assert len(frames) == 60
     # The corner marks run 0..11 and back: the loop plays forward, then backward.
     marks = [round(_marker(frame) / 8) for frame in frames[:24]]
