@@ -78,8 +78,11 @@ def pause_runs(gate: np.ndarray, fps: float, min_seconds: float = MIN_HOLD_SECON
 
 
 #: A frame whose own mouth is at least this open (eye units) while its target is at most
-#: `NEARLY_SHUT` is drawn from a closed hold frame too (`closing_runs`).
-WIDE_OPEN = 0.12
+#: `NEARLY_SHUT` is drawn from a closed hold frame too (`closing_runs`). 0.12 until stop 26:
+#: `woman_flag.mp4` live with the sample speech, loop frames 79-78 (openings 0.106-0.117 aimed at
+#: 0.027-0.032) had their teeth squeezed into two dark fangs on the lower lip; at 0.10 they are held
+#: shut (looked at). The engine figures moved little (docs/model-card.md, "Figures of stop 26").
+WIDE_OPEN = 0.10
 NEARLY_SHUT = 0.05
 #: ... and so is a frame whose own mouth gapes (at least `GAPING`: a yawn, a scream) while its
 #: target opens at most `SQUEEZE` of that.
