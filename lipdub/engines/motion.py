@@ -65,6 +65,18 @@ MIN_FALLOFF_EYE_UNITS = 0.03
 
 
 @dataclass(frozen=True)
+class HoldCandidates:
+    """The bank entries a pause or closing hold may use, per entry: ``openings`` (eye units; NaN for
+    a mouth from outside the input or a covered one, never held on), ``bank_yaw`` (the head turn of
+    its frame) and ``widths`` (mouth widths); with ``yaw``, the head turn of every input frame."""
+
+    openings: np.ndarray
+    yaw: np.ndarray
+    bank_yaw: np.ndarray
+    widths: np.ndarray
+
+
+@dataclass(frozen=True)
 class MotionEngineOptions:
     """Choices of the motion engine a user (or an evaluation protocol) may make."""
 
@@ -262,6 +274,7 @@ class MotionEngine:
         self._loop = None  # a live video avatar's per-input-frame plan (`use_live_motion`), made on first use
         self._live_after = None  # the bank entry a live stream's last frame borrowed: its next piece carries on
         self._live_hold = LiveHold()  # a live stream's pause hold, carried from piece to piece
+        self._hold_candidates: HoldCandidates | None = None  # `hold_candidates`, per prepared input
         self._pool = None  # render threads, made on first use
 
     @property
@@ -348,6 +361,7 @@ class MotionEngine:
         self._shapes, self._rest, self._fps = shapes, rest, plan.fps
         self._smoothed_shapes, self._grin_share = smoothed_shapes, grin_share
         self._loop, self._live_after, self._live_hold = None, None, LiveHold()
+        self._hold_candidates = None  # made on first use, once the bank and its covered entries are known
         self._eye = np.linalg.norm(raw[:, S.RIGHT_EYE_OUTER] - raw[:, S.LEFT_EYE_OUTER], axis=-1)
         layout = np.nanmedian(self._canonical, axis=0)
         self._mesh = build_mesh(layout)
@@ -443,13 +457,33 @@ class MotionEngine:
         self._edit_weight = morph_fades(weight, self._targets, self.own_shapes(), self._hold_weight)
 
 
+    def _clear_holds(self, frames: int) -> None:
+        """No output frame of ``frames`` held (yet): `hold_pauses` and `live_holds` fill these in."""
+        self._hold_bank = np.full(frames, -1, np.int64)
+        self._hold_weight = np.zeros(frames)
+        self._hold_slit = np.full(frames, -1, np.int64)
+
+    def hold_candidates(self) -> HoldCandidates:
+        """What a hold chooses among (`HoldCandidates`), measured once per `prepare`: a dub asks
+        once, a live video avatar at every piece."""
+        if self._hold_candidates is None:
+            # A pause holds one of the input's own closed mouths: its skin is about to be shown.
+            openings = np.where(self._bank.from_input, self._bank.openings, np.nan)
+            if self._occluded_entries is not None:
+                openings[self._occluded_entries] = np.nan  # a covered mouth reads shut: never hold on it
+            yaw = head_yaw(self._canonical)  # per input frame
+            bank_yaw = np.where(self._bank_frames >= 0, yaw[np.clip(self._bank_frames, 0, len(yaw) - 1)], np.nan)
+            widths = S.mouth_width(self._bank.shapes)
+            for array in (openings, yaw, bank_yaw, widths):
+                array.setflags(write=False)  # shared by every hold: never changed in place
+            self._hold_candidates = HoldCandidates(openings, yaw, bank_yaw, widths)
+        return self._hold_candidates
+
     def hold_pauses(self, gate: np.ndarray) -> None:
         """Give every pause of the speech (``gate`` shut, `lipdub.render.hold`), and every run of
         frames that must shut a wide-open mouth (`closing_runs`), one hold frame."""
         frames = len(self._sources)
-        self._hold_bank = np.full(frames, -1, np.int64)
-        self._hold_weight = np.zeros(frames)
-        self._hold_slit = np.full(frames, -1, np.int64)
+        self._clear_holds(frames)
         if not self._bank.from_input.any():
             return
         fade = int(round(FADE_SECONDS * self._fps))
@@ -458,19 +492,15 @@ class MotionEngine:
         targets_open = S.aperture(self._targets)
         targets_width = S.mouth_width(self._targets)
         closing = closing_runs(own_open, targets_open, fade)
-        bank_widths = S.mouth_width(self._bank.shapes)
+        candidates = self.hold_candidates()
+        bank_widths = candidates.widths
         held = np.zeros(frames, bool)
         for a, b in pauses + closing:
             held[a:b] = True
         runs = runs_of(held)
-        # A pause holds one of the input's own closed mouths: its skin is about to be shown.
-        openings = np.where(self._bank.from_input, self._bank.openings, np.nan)
-        if self._occluded_entries is not None:
-            openings[self._occluded_entries] = np.nan  # a covered mouth reads shut: never hold on it
+        openings, yaw, bank_yaw = candidates.openings, candidates.yaw, candidates.bank_yaw
         reach = SEARCH_SECONDS * self._fps
         exclude = None if self.options.exclude_seconds is None else self.options.exclude_seconds * self._fps
-        yaw = head_yaw(self._canonical)  # per input frame
-        bank_yaw = np.where(self._bank_frames >= 0, yaw[np.clip(self._bank_frames, 0, len(yaw) - 1)], np.nan)
         kept = []
         for a, b in runs:
             sources = self._sources[a:b][self._has_face[a:b]]
@@ -644,22 +674,16 @@ class MotionEngine:
         borrows one real slightly open mouth for the rest of its hold (`choose_slit_frame`, chosen
         at the first such frame), as a dub's hold does."""
         frames = len(self._sources)
-        self._hold_bank = np.full(frames, -1, np.int64)
-        self._hold_weight = np.zeros(frames)
-        self._hold_slit = np.full(frames, -1, np.int64)
+        self._clear_holds(frames)
         if not self._bank.from_input.any():
             return
         fade = int(round(FADE_SECONDS * self._fps))
         min_frames = max(1, int(round(MIN_HOLD_SECONDS * self._fps)))
-        openings = np.where(self._bank.from_input, self._bank.openings, np.nan)
-        if self._occluded_entries is not None:
-            openings[self._occluded_entries] = np.nan
-        yaw = head_yaw(self._canonical)
-        bank_yaw = np.where(self._bank_frames >= 0, yaw[np.clip(self._bank_frames, 0, len(yaw) - 1)], np.nan)
+        candidates = self.hold_candidates()  # the same for every piece: measured once
+        openings, yaw, bank_yaw, bank_widths = candidates.openings, candidates.yaw, candidates.bank_yaw, candidates.widths
         targets_open = S.aperture(self._targets)
         closing = self._has_face & closing_needed(S.aperture(self._shapes[self._sources]), targets_open)
         parted = (targets_open > B.CLOSED_TARGET) & (targets_open <= NEARLY_SHUT)
-        bank_widths = S.mouth_width(self._bank.shapes)
         state = self._live_hold
         weight, run, pick, slit = state.weight, state.shut_run, state.entry, state.slit
         for i, j in enumerate(self._sources):
