@@ -551,7 +551,7 @@ def evaluate_set_command(
 ) -> None:
     """Reconstruct real clips from their own audio (or cross-dub them) and compare with the real videos (the yardstick).
 
-    Besides sync and mouth shape, every row reports the mouth's motion in the audio's pauses of 2 s or more relative to speech (pause ratio; n/a without such a pause) and, for video and crossdub, whether the face video's expression is kept (expression r / range).
+    Besides sync and mouth shape, every row reports the mouth's motion in the audio's pauses of 2 s or more relative to speech (pause ratio; n/a without such a pause) and, for video and crossdub, whether the face video's expression is kept (expression r / range), how faithfully the renderer met its own target opening (render r), and how steadily the tracker reads the face video's lips (lip retest: the mean change of Face Mesh's mouth opening after a slight re-compression; over 0.02 eye widths it cannot read them, and render r there says little).
     """
     import json
 

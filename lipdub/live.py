@@ -100,6 +100,9 @@ class LiveAvatar:
             logger.warning("%s plays at its own %.3g fps, not %.3g", source, info.fps, fps)
         self.fps = float(info.fps)
         self.is_photo = info.is_photo
+        #: A video loop's lip retest (`lipdub.face.lip_retest`; None for a photo): a warning is
+        #: logged where the tracker cannot read the lips.
+        self.lip_reading = None
         options = replace(options or SyncOptions(), photo_fps=self.fps, engine="motion",
                           motion_model=str(motion_model or LIVE_MOTION_MODEL))
         if options.profile is not None:
@@ -145,9 +148,10 @@ class LiveAvatar:
         """Keep the loop's frames (shrunk if asked) on disk, track them, and plan them with silence:
         the engine measures the rest shapes, slow expression and mouth bank the live frames use."""
         from lipdub.engines.base import RenderPlan
+        from lipdub.face.lip_retest import LipRetest
         from lipdub.media.decode import iter_frames
         from lipdub.media.encode import VideoWriter
-        from lipdub.pipeline import StageClock, track_input
+        from lipdub.pipeline import StageClock, track_input, tracked_by_this_thread
         from lipdub.timeline import LengthMode, plan_timeline
 
         wanted = max(1, int(round(loop_seconds * self.fps)))
@@ -180,7 +184,11 @@ class LiveAvatar:
         if frames is None:
             raise LipdubError(f"{video} contains no video frames")
         self._frames = frames
-        faces = track_input(tracked, False, self.fps, options, self._engine, StageClock(), count)[:count]
+        retest = LipRetest(tracked_by_this_thread(count, options))
+        faces = track_input(tracked, False, self.fps, options, self._engine, StageClock(), count, retest)[:count]
+        self.lip_reading = retest.result()
+        if not self.lip_reading.reliable:
+            logger.warning(self.lip_reading.warning())
         self._faces = faces + [None] * (count - len(faces))
         height, width = frames.shape[1:3]
         silence = np.zeros(int(round(count * self._engine.sample_rate / self.fps)), np.float32)

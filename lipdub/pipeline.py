@@ -25,12 +25,16 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lipdub.errors import LipdubError
 from lipdub.media.prefetch import BackgroundWriter, prefetched
 from lipdub.timeline import LengthMode, Timeline, fit_audio, fit_audio_stream, frames_for_duration, plan_timeline
+
+if TYPE_CHECKING:
+    from lipdub.face.lip_retest import LipReading
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +101,9 @@ class SyncResult:
     #: Per output frame, the mouth opening (inner lips over eye distance) the engine aimed for;
     #: None for engines without an explicit target shape. Lets `lipdub eval-set` check the renderer.
     target_aperture: list[float] | None = None
+    #: The tracking pass's lip retest (`lipdub.face.lip_retest`); None for a photo. When it is not
+    #: ``reliable``, `sync` has logged a warning: the tracker may have put the lips in the wrong place.
+    lip_reading: LipReading | None = None
 
     @property
     def frames_untouched(self) -> int:
@@ -277,23 +284,25 @@ def build_engine(options: SyncOptions):
 
 
 def track_input(face_path: Path, is_photo: bool, fps: float, options: SyncOptions, engine, clock: StageClock,
-                expected_frames: int) -> list:
+                expected_frames: int, lip_retest=None) -> list:
     """The tracking pass: every input frame decoded, its face tracked, shown to the engine.
 
     Returns the TrackedFace (or None) of every input frame. Only landmarks are kept (4 KB a frame);
     pictures go to the engine, which keeps what it needs (the motion engine: lower-face crops).
     A long video's second half is tracked at the same time in a second thread (`lipdub.face.split`);
     if the two tracks do not join, this thread tracks it again, as a single pass would.
+    ``lip_retest`` (a `lipdub.face.lip_retest.LipRetest`, optional) reads the frames it wants twice
+    with this thread's detector; it should want frames before the split only.
     """
     from lipdub.face.detect import FaceDetector
-    from lipdub.face.split import OVERLAP, join_tracks, split_point, tracks_agree
+    from lipdub.face.split import OVERLAP, join_tracks, tracks_agree
     from lipdub.face.track import FaceTracker, SmoothingConfig
     from lipdub.media.decode import iter_frames
 
     faces: list = []
     if hasattr(engine, "expect_frames"):
         engine.expect_frames(expected_frames)
-    split = None if is_photo or options.box is not None else split_point(expected_frames)
+    split = None if is_photo else tracking_split(expected_frames, options)
     second = _SecondHalf(face_path, split - OVERLAP, fps, options, engine) if split is not None else None
     try:
         with FaceDetector(still_image=is_photo) as detector, _hand_finder(engine) as hands:
@@ -310,7 +319,14 @@ def track_input(face_path: Path, is_photo: bool, fps: float, options: SyncOption
                         logger.info("the halves of the tracking pass did not join: tracking on from frame %d", split)
                         second = None
                     start = time.perf_counter()
-                    updates = with_hands(index, frame.image, tracker.update(frame.image), hands)
+                    face = tracker.update(frame.image)
+                    clock.add("detect+track", start)
+                    if lip_retest is not None:
+                        start = time.perf_counter()
+                        lip_retest.add(detector, index, frame.image, face)
+                        clock.add("lip retest", start)
+                    start = time.perf_counter()
+                    updates = with_hands(index, frame.image, face, hands)
                     clock.add("detect+track", start)
                     start = time.perf_counter()
                     record(faces, 0, updates, engine.observe)
@@ -326,6 +342,20 @@ def track_input(face_path: Path, is_photo: bool, fps: float, options: SyncOption
         what = "the photo" if is_photo else "any frame of"
         raise LipdubError(f"no face found in {what} {face_path}")
     return faces
+
+
+def tracking_split(expected_frames: int, options: SyncOptions) -> int | None:
+    """The first frame a second tracking thread takes over (`lipdub.face.split.split_point`), or
+    None when one thread tracks the whole video (a short one, or a forced face box)."""
+    from lipdub.face.split import split_point
+
+    return None if options.box is not None else split_point(expected_frames)
+
+
+def tracked_by_this_thread(expected_frames: int, options: SyncOptions) -> int:
+    """How many of the first frames the calling thread of `track_input` surely tracks itself."""
+    split = tracking_split(expected_frames, options)
+    return expected_frames if split is None else split
 
 
 def _hand_finder(engine):
@@ -449,6 +479,7 @@ def sync(
 def _run(engine, face_path: Path, audio_path: Path, output_path: Path, options: SyncOptions,
          progress: ProgressCallback | None) -> SyncResult:
     from lipdub.engines.base import FrameJob, RenderPlan
+    from lipdub.face.lip_retest import LipRetest
     from lipdub.media.audio import is_silent, iter_audio, load_audio
     from lipdub.media.decode import probe_video
     from lipdub.media.encode import VideoWriter
@@ -465,7 +496,11 @@ def _run(engine, face_path: Path, audio_path: Path, output_path: Path, options: 
         # The output length the probe's frame count implies: usually right, checked in `prepare`.
         guess = plan_timeline(info.frame_count, audio_frames, options.length_mode, is_photo=info.is_photo)
         engine.anticipate(fit_audio(speech, rate, guess.output_frames, fps), guess.output_frames, fps)
-    faces = track_input(face_path, info.is_photo, fps, options, engine, clock, info.frame_count)
+    lip_retest = None if info.is_photo else LipRetest(tracked_by_this_thread(info.frame_count, options))
+    faces = track_input(face_path, info.is_photo, fps, options, engine, clock, info.frame_count, lip_retest)
+    lip_reading = None if lip_retest is None else lip_retest.result()
+    if lip_reading is not None and not lip_reading.reliable:
+        logger.warning(lip_reading.warning())
     timeline = plan_timeline(len(faces), audio_frames, options.length_mode, is_photo=info.is_photo)
     logger.info(
         "%s: %dx%d at %.3f fps, %d frames; audio %.2f s; writing %d frames (%s, engine %s)",
@@ -526,4 +561,5 @@ def _run(engine, face_path: Path, audio_path: Path, output_path: Path, options: 
         model=engine.model_name,
         timings=dict(clock.seconds),
         target_aperture=getattr(engine, "target_aperture", None),
+        lip_reading=lip_reading,
     )

@@ -151,9 +151,9 @@ def test_rows_have_every_column_and_missing_figures_read_n_a():
     result = {"protocol": "crossdub", "judge": "j", "rows": [row, cross],
               "mean": {"lse_d": 0.8, "aperture_r": 0.45, "aperture_lag": 0.5, "real_pause_ratio": 0.25}}
     lines = format_table(result).splitlines()
-    assert "| pause ratio | real pause ratio | expression r | expression range | render r |" in lines[2]
-    assert lines[4].endswith("| 1.000 | -1 | n/a | 0.250 | n/a | n/a | n/a |")
-    assert lines[5].endswith("| 0.300 | 2 | n/a | n/a | 0.900 | 0.800 | n/a |")
+    assert "| pause ratio | real pause ratio | expression r | expression range | render r | lip retest |" in lines[2]
+    assert lines[4].endswith("| 1.000 | -1 | n/a | 0.250 | n/a | n/a | n/a | n/a |")
+    assert lines[5].endswith("| 0.300 | 2 | n/a | n/a | 0.900 | 0.800 | n/a | n/a |")
     assert lines[6].startswith("| **mean** | 0.800 |") and "| 0.450 |" in lines[6] and "| 0.5 |" in lines[6]
     assert all(line.count("|") == lines[2].count("|") for line in lines[2:])
 

@@ -327,3 +327,19 @@ def test_max_side_shrinks_a_photo_before_it_is_tracked_and_drawn(speech):
     assert len(frames) == 25 and all(frame.shape == (160, 160, 3) for frame in frames)
     with pytest.raises(LipdubError, match="at least 64"):
         LiveAvatar(PHOTO, max_side=10)
+
+
+def test_a_video_avatar_whose_lips_face_mesh_cannot_read_is_flagged(caplog):
+    """The tracking pass's lip retest runs on a video loop too (`lipdub.face.lip_retest`)."""
+    import logging
+
+    from conftest import shared_file
+
+    clip = shared_file("data/train/real/man_bald_beard_couch.mp4")
+    with caplog.at_level(logging.WARNING, logger="lipdub.live"):
+        avatar = LiveAvatar(clip, loop_seconds=3.0)
+    try:
+        assert avatar.lip_reading.frames >= 20 and not avatar.lip_reading.reliable  # measured: 0.029
+    finally:
+        avatar.close()
+    assert any("hard to track" in record.getMessage() for record in caplog.records)

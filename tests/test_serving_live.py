@@ -55,7 +55,7 @@ def test_a_photo_and_streamed_speech_come_back_as_jpeg_frames(client):
         socket.send_bytes(PHOTO)
         ready = socket.receive_json()
         assert ready == {"width": 320, "height": 320, "fps": 25.0, "sample_rate": 16000, "audio": "s16le",
-                         "latency_ms": 245}
+                         "latency_ms": 245, "warnings": []}
         data = pcm(2.0)
         frames = []
         for start in range(0, len(data), 1280):  # 40 ms pieces, as a microphone sends them
@@ -112,7 +112,7 @@ def test_a_short_video_speaks_looped_at_its_own_frame_rate(client, tmp_path):
         socket.send_text(json.dumps({"token": TOKEN, "fps": 25}))
         socket.send_bytes(video.read_bytes())
         ready = socket.receive_json()
-        assert ready["fps"] == 30.0 and (ready["width"], ready["height"]) == (320, 320)
+        assert ready["fps"] == 30.0 and (ready["width"], ready["height"]) == (320, 320) and ready["warnings"] == []
         socket.send_bytes(pcm(1.0))
         socket.send_text(json.dumps({"end": True}))
         frames = []

@@ -166,6 +166,15 @@ def render_faithfulness(landmarks: np.ndarray, target_aperture: np.ndarray | Non
     return aperture_correlation(measured[:n], target[:n], max_lag=0).r
 
 
+def lip_retest(result) -> float | None:
+    """How much Face Mesh's reading of the face video's mouth openings changed in the tracking
+    pass's retest (`lipdub.face.lip_retest`; eye-corner units, over 0.02 = lips it cannot read);
+    None for a photo. Beside render r: a low render r on a clip whose lips the tracker cannot read
+    says more about the tracker and the judge (the same network) than about the renderer."""
+    reading = getattr(result, "lip_reading", None)
+    return None if reading is None or reading.frames == 0 else reading.mean_change
+
+
 def crossdub_mouth(output_landmarks: np.ndarray, output_fps: float, speech_landmarks: np.ndarray,
                    speech_fps: float, max_lag: int = MAX_LAG) -> dict:
     """Aperture figures of a dubbed mouth against the speech source's real mouth.
@@ -197,7 +206,8 @@ def pause_ratio(landmarks: np.ndarray, fps: float, samples: np.ndarray, sample_r
 
 #: Columns of a row beyond the sync figures, in table order; None = not measured.
 _FIGURES = ("lmd", "aperture_r", "sharpness", "real_lse_d", "real_lse_c", "real_av_offset", "aperture_r0",
-            "aperture_lag", "pause_ratio", "real_pause_ratio", "expression_r", "expression_range", "render_r")
+            "aperture_lag", "pause_ratio", "real_pause_ratio", "expression_r", "expression_range", "render_r",
+            "lip_retest")
 
 
 def _known(value):
@@ -335,6 +345,7 @@ def evaluate_set(clips: Sequence[Path], protocol: str, output_dir: Path, judge_p
                     face_landmarks = real_landmarks if protocol == "video" else None
                 figures["pause_ratio"] = pause_ratio(landmarks, fps, samples, ACTIVITY_SAMPLE_RATE)
                 figures["render_r"] = render_faithfulness(landmarks, result.target_aperture)
+                figures["lip_retest"] = lip_retest(result)
                 if face_landmarks is not None:
                     expression = expression_fidelity(landmarks, face_landmarks, fps)
                     figures.update(expression_r=expression["r"], expression_range=expression["range_ratio"])
@@ -374,6 +385,7 @@ def _dub_figures(face: Path, speech: Path, work: Path, output_dir: Path, judge_p
     return {"evaluation": generated, "face": str(face), "speech": str(speech),
             "pause_ratio": pause_ratio(landmarks, fps, samples, ACTIVITY_SAMPLE_RATE),
             "render_r": render_faithfulness(landmarks, result.target_aperture),
+            "lip_retest": lip_retest(result),
             "expression_r": expression["r"], "expression_range": expression["range_ratio"]}
 
 
@@ -384,7 +396,7 @@ _COLUMNS = (
     ("real LSE-C", "real_lse_c", 3), ("real offset", "real_av_offset", 1), ("aperture r lag 0", "aperture_r0", 3),
     ("lag", "aperture_lag", 1), ("pause ratio", "pause_ratio", 3), ("real pause ratio", "real_pause_ratio", 3),
     ("expression r", "expression_r", 3), ("expression range", "expression_range", 3),
-    ("render r", "render_r", 3),
+    ("render r", "render_r", 3), ("lip retest", "lip_retest", 3),
 )
 
 

@@ -222,7 +222,9 @@ def prune_runs(work_dir: Path, max_age_s: float, now: float | None = None) -> li
 
 def _summary(result, kind: str) -> str:
     stage_fps = ", ".join(f"{stage} {value:.0f}" for stage, value in result.stage_fps().items())
-    return (
+    reading = getattr(result, "lip_reading", None)
+    caution = "" if reading is None or reading.reliable else f"Warning: {reading.warning()}.\n"
+    return caution + (
         f"{result.frames} frames ({result.duration:.2f} s at {result.fps:.2f} fps) from a {kind}, "
         f"model {result.model}; face in {result.frames_with_face} frames, {result.frames_untouched} untouched; "
         f"fps per stage: {stage_fps}"

@@ -8,7 +8,8 @@ still speaking. One WebSocket connection is one `lipdub.live.LiveAvatar`:
 2. client -> binary: the photo (jpg, png, webp; sniffed by content, at most `MAX_PHOTO_BYTES`), or a
    short video of the person (its first 10 s loop forward and back at its own frame rate);
 3. server -> text: ``{"width", "height", "fps", "sample_rate": 16000, "audio": "s16le",
-   "latency_ms"}``: the avatar is ready;
+   "latency_ms", "warnings"}``: the avatar is ready (``warnings``: one-line cautions, usually none;
+   e.g. a video whose lips the tracker cannot read, `lipdub.face.lip_retest`);
 4. client -> binary: raw 16 kHz mono signed 16-bit little-endian PCM, pieces of any size, as it is
    spoken; server -> binary: one JPEG per frame, in order, each as soon as it is final;
 5. client -> text ``{"end": true}``: the server sends the frames left, then
@@ -117,7 +118,8 @@ def add_live_routes(app: FastAPI, settings, sessions: int) -> None:
             height, width = avatar.frame_shape
             await websocket.send_json({"width": width, "height": height, "fps": avatar.fps,
                                        "sample_rate": avatar.sample_rate, "audio": "s16le",
-                                       "latency_ms": round(1000 * avatar.latency_seconds)})
+                                       "latency_ms": round(1000 * avatar.latency_seconds),
+                                       "warnings": _warnings(avatar)})
             await _stream(websocket, avatar, hello.quality, settings.max_seconds)
         except _Refused as refusal:
             await _refuse(websocket, str(refusal), refusal.code)
@@ -140,6 +142,12 @@ def _hello(text: str) -> LiveHello:
         raise _Refused(f"first message: {one_line(error)}") from None
     except ValueError:
         raise _Refused("first message: not JSON") from None
+
+
+def _warnings(avatar) -> list[str]:
+    """What the ready message cautions about: a video loop whose lips the tracker cannot read."""
+    reading = avatar.lip_reading
+    return [] if reading is None or reading.reliable else [reading.warning()]
 
 
 def _make_avatar(path: Path, hello: LiveHello):
