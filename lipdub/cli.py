@@ -526,7 +526,7 @@ def _print_batch_table(report) -> None:
                   f"({report.workers} worker{'s' if report.workers != 1 else ''})", title_justify="left")
     styles = {"done": "green", "skipped": "cyan", "failed": "red", "invalid": "red"}
     for name, justify in (("row", "right"), ("output", "left"), ("status", "left"), ("frames", "right"),
-                          ("seconds", "right"), ("fps", "right"), ("error", "left")):
+                          ("seconds", "right"), ("fps", "right"), ("error", "left"), ("warning", "left")):
         table.add_column(name, justify=justify, overflow="fold")
     for row in summary_rows(report):
         row["output"] = Path(row["output"]).name

@@ -231,6 +231,7 @@ def test_full_job_on_the_sample_while_100_bad_uploads_are_refused(server):
     elapsed = time.monotonic() - submitted
     assert done["state"] == "done", done
     assert done["progress"] == 1.0 and done["frames_done"] == done["frames_total"] > 0 and done["error"] is None
+    assert done["warning"] is None  # a photo: no lip retest
     result = client.get(done["result_url"])
     assert result.status_code == 200 and result.headers["content-type"] == "video/mp4"
     _check_video(result.content, seconds=8.0)

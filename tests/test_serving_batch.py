@@ -215,7 +215,7 @@ def test_other_files_are_not_finished(tmp_path, media):
 
 def test_summary_is_written_atomically_with_the_umask(tmp_path):
     report = batch.BatchReport([
-        batch.RowResult(2, tmp_path / "a.mp4", "done", frames=50, seconds=2.0),
+        batch.RowResult(2, tmp_path / "a.mp4", "done", frames=50, seconds=2.0, warning="the lips are hard to track"),
         batch.RowResult(3, tmp_path / "b.mp4", "failed", seconds=0.5, error="no face found, anywhere"),
     ], seconds=3.0, backend="local", workers=1)
     path = tmp_path / batch.SUMMARY_NAME
@@ -229,6 +229,7 @@ def test_summary_is_written_atomically_with_the_umask(tmp_path):
     rows = list(csv.DictReader(path.open()))
     assert rows[0]["status"] == "done" and rows[0]["fps"] == "25.0" and rows[0]["frames"] == "50"
     assert rows[1]["error"] == "no face found, anywhere" and rows[1]["fps"] == ""
+    assert rows[0]["warning"] == "the lips are hard to track" and rows[1]["warning"] == ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -83,3 +83,24 @@ def test_ids_are_folder_safe():
     assert is_job_id(new_job_id())
     for text in ("../etc", "A" * 32, "0" * 31, "0" * 31 + "/", ""):
         assert not is_job_id(text)
+
+
+def test_a_store_from_before_warnings_gains_the_column_and_keeps_its_jobs(tmp_path):
+    """A server upgraded in place opens the old jobs.sqlite3: the new column is added, old rows read NULL."""
+    import sqlite3
+
+    path = tmp_path / "jobs.sqlite3"
+    old_schema = """CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, stage TEXT,
+        frames_done INTEGER NOT NULL DEFAULT 0, frames_total INTEGER, fps REAL, error TEXT, options TEXT NOT NULL,
+        face TEXT NOT NULL, audio TEXT NOT NULL, result TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL, updated REAL NOT NULL)"""
+    with sqlite3.connect(path) as db:
+        db.execute(old_schema)
+        db.execute("INSERT INTO jobs (id, state, stage, options, face, audio, created, updated) "
+                   "VALUES ('a' , 'queued', 'queued', '{}', 'f.mp4', 'a.wav', 1.0, 1.0)")
+    store = JobStore(path)
+    assert store.get("a").warning is None and store.get("a").state is JobState.queued
+    store.claim_next()
+    assert store.finish("a", "result.mp4", 10, 25.0, warning="the lips are\nhard to track")
+    assert store.get("a").warning == "the lips are hard to track"  # one line
+    JobStore(path)  # opening again adds nothing twice

@@ -102,6 +102,7 @@ class JobView(BaseModel):
     frames_total: Optional[int] = Field(None, description="Output frames, once known.")
     fps: Optional[float] = Field(None, description="Frames per second while rendering; overall, once done.")
     error: Optional[str] = Field(None, description="Why the job failed, in one line.")
+    warning: Optional[str] = Field(None, description="What to check in a done job's result, in one line (e.g. lips the tracker cannot read); usually none.")
     attempts: int = Field(ge=0, description="Times the job has been started (a restart may start it again).")
     options: JobOptions
     created: datetime
@@ -112,7 +113,7 @@ class JobView(BaseModel):
     def of(cls, job: Job) -> "JobView":
         return cls(
             id=job.id, state=job.state, stage=job.stage, progress=job.progress, frames_done=job.frames_done,
-            frames_total=job.frames_total, fps=job.fps, error=job.error, attempts=job.attempts,
+            frames_total=job.frames_total, fps=job.fps, error=job.error, warning=job.warning, attempts=job.attempts,
             options=JobOptions.model_validate_json(job.options),
             created=datetime.fromtimestamp(job.created, timezone.utc),
             updated=datetime.fromtimestamp(job.updated, timezone.utc),

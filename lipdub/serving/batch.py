@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 #: Columns every manifest has; every other column must be a `JobOptions` field.
 PATH_COLUMNS = ("face", "audio", "output")
 SUMMARY_NAME = "batch-summary.csv"
-SUMMARY_COLUMNS = ("row", "output", "status", "frames", "seconds", "fps", "error")
+SUMMARY_COLUMNS = ("row", "output", "status", "frames", "seconds", "fps", "error", "warning")
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,8 @@ class RowResult:
     frames: int = 0
     seconds: float = 0.0
     error: str = ""
+    #: What to check in a done row's output, in one line (lips the tracker cannot read); usually "".
+    warning: str = ""
 
     @property
     def fps(self) -> float:
@@ -316,7 +318,9 @@ def run_job(job: Job) -> RowResult:
         message = str(exc).splitlines()[0] if str(exc) else ""
         return RowResult(job.row, job.output, "failed", seconds=time.perf_counter() - start,
                          error=f"internal error: {type(exc).__name__}: {message}")
-    return RowResult(job.row, job.output, "done", frames=result.frames, seconds=time.perf_counter() - start)
+    reading = result.lip_reading
+    return RowResult(job.row, job.output, "done", frames=result.frames, seconds=time.perf_counter() - start,
+                     warning="" if reading is None or reading.reliable else reading.warning())
 
 
 def _crashed(job: Job, reason: str) -> RowResult:
@@ -446,6 +450,7 @@ def summary_rows(report: BatchReport) -> list[dict[str, str]]:
             "seconds": f"{result.seconds:.1f}" if result.seconds else "",
             "fps": f"{result.fps:.1f}" if result.fps else "",
             "error": result.error,
+            "warning": result.warning,
         })
     return rows
 

@@ -55,10 +55,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    warning TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, created);
 """
+#: Columns added since the first schema, with their SQL type: a store written by an older server
+#: gains them when it is opened (`JobStore.__init__`), its jobs keeping NULL there.
+_ADDED_COLUMNS = {"warning": "TEXT"}
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Job:
     attempts: int
     created: float  # unix seconds
     updated: float
+    warning: str | None = None  # a done job's caution, in one line (lips the tracker cannot read)
 
     @property
     def progress(self) -> float:
@@ -112,6 +117,10 @@ class JobStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            present = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for name, kind in _ADDED_COLUMNS.items():
+                if name not in present:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -189,10 +198,12 @@ class JobStore:
         return self._transition(job_id, (JobState.running,), stage=stage, frames_done=frames_done,
                                 frames_total=frames_total, fps=fps)
 
-    def finish(self, job_id: str, result: str, frames: int, fps: float | None) -> bool:
-        """Mark a running job done; ``result`` must already be complete in the job's folder."""
+    def finish(self, job_id: str, result: str, frames: int, fps: float | None, warning: str | None = None) -> bool:
+        """Mark a running job done; ``result`` must already be complete in the job's folder.
+        ``warning``: what the user should know about the result (one line), if anything."""
+        line = None if warning is None else " ".join(str(warning).split())
         return self._transition(job_id, (JobState.running,), state=JobState.done.value, stage="done",
-                                result=result, frames_done=frames, frames_total=frames, fps=fps)
+                                result=result, frames_done=frames, frames_total=frames, fps=fps, warning=line)
 
     def fail(self, job_id: str, error: str) -> bool:
         """Mark a queued or running job failed with a one-line reason."""

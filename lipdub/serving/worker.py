@@ -225,7 +225,9 @@ def run_job(store_path: str, job_id: str, folder: str, face: str, audio: str, op
         store.fail(job_id, f"internal error ({type(error).__name__}); see the server log")
         return
     seconds = time.monotonic() - started
-    store.finish(job_id, RESULT_NAME, result.frames, result.frames / seconds if seconds > 0 else None)
+    reading = result.lip_reading
+    store.finish(job_id, RESULT_NAME, result.frames, result.frames / seconds if seconds > 0 else None,
+                 warning=None if reading is None or reading.reliable else reading.warning())
 
 
 def _exit_with_parent(connection) -> None:
