@@ -80,6 +80,7 @@ def sync(
     motion_model: Optional[str] = typer.Option(None, "--motion-model", help="Motion engine: the lip motion model (bundled name or .pt file; default: the best bundled one the installation runs: lipdub-motion-whisper-tiny-base with both Whisper extras, lipdub-motion-whisper with the whisper extra, else lipdub-motion)."),
     interior: str = typer.Option("painted", "--interior", help="Motion engine: what paints a mouth opening no input frame shows (a closed-mouth photo): 'painted' (default: procedural cavity and teeth) or 'learned' (the bundled interior network: truer colours, but smooth)."),
     no_hands: bool = typer.Option(False, "--no-hands", help="Motion engine: do not look for hands by the face (faster, about 7 ms a frame; by default a hand in front of the face is kept as it is, never redrawn)."),
+    articulation: float = typer.Option(1.0, "--articulation", help="Motion engine: how widely the mouth moves for the speech, 0.25-3. 1 = the speaker's own range (a video) or an average speaker's (a photo); 1.3 = 30 % more."),
     model: Optional[str] = typer.Option(None, "--model", help="Generator engine: a bundled generator by name (see `lipdub models`)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator engine: your own generator checkpoint, e.g. Wav2Lip's wav2lip_gan.pth."),
     profile: Optional[Path] = typer.Option(None, "--profile", help="A profile folder from `lipdub personalize`: a motion profile's fine-tuned model and mouth bank (the speaker's own teeth, for a photo or another video of them), or a generator profile."),
@@ -99,7 +100,7 @@ def sync(
         photo_fps=fps, length_mode=length_mode, face_index=face_index, box=box, pads=pads,
         engine=engine, motion_model=motion_model, model=model, checkpoint=checkpoint, profile=profile, batch_size=batch_size,
         color_match=not no_color_match, reference=reference, crf=crf, overwrite=overwrite, interior=interior,
-        keep_hands=not no_hands,
+        keep_hands=not no_hands, articulation=articulation,
     )
     if quiet:
         result = run_sync(face, audio, output, options)
@@ -678,6 +679,7 @@ def live(
     motion_model: Optional[str] = typer.Option(None, "--motion-model", help="A causal lip motion model (default: the bundled lipdub-motion-causal; the offline models look 0.3 s ahead and cannot stream)."),
     interior: str = typer.Option("painted", "--interior", help="What paints a mouth opening the picture does not show: 'painted' (default) or 'learned'."),
     no_color_match: bool = typer.Option(False, "--no-color-match", help="Do not match a borrowed mouth's colours to the picture."),
+    articulation: float = typer.Option(1.0, "--articulation", help="How widely the mouth moves for the speech, 0.25-3 (1 = an average speaker's, or the video's own)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details."),
@@ -688,7 +690,7 @@ def live(
     from lipdub.live import LiveAvatar, run_live
     from lipdub.media.audio import iter_audio, iter_raw_pcm, rechunk
     from lipdub.media.y4m import Y4MWriter
-    from lipdub.pipeline import SyncOptions, check_output
+    from lipdub.pipeline import SyncOptions, check_articulation, check_output
 
     to_stdout = output == "-"
     if to_stdout and sys.stdout.isatty():
@@ -708,7 +710,9 @@ def live(
     # waited ~100 ms for a thread to wake (measured: 4 ms median either way, max 10 ms on one thread
     # and 114 ms on two), and a live frame is as late as its slowest step.
     torch.set_num_threads(1)
-    options = SyncOptions(color_match=not no_color_match, interior=interior, face_index=face_index)
+    check_articulation(articulation)
+    options = SyncOptions(color_match=not no_color_match, interior=interior, face_index=face_index,
+                          articulation=articulation)
     chunk = max(1, int(round(16000 * chunk_ms / 1000.0)))
     with LiveAvatar(face, fps=fps, motion_model=motion_model, options=options, max_side=max_side,
                     loop_seconds=loop_seconds) as avatar:

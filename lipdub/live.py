@@ -84,7 +84,7 @@ class LiveAvatar:
         cores, no faster than real time; `benchmarks/live.py`)."""
         from lipdub.media.decode import probe_video
         from lipdub.motion.streaming import StreamingMotion
-        from lipdub.pipeline import SyncOptions, build_engine
+        from lipdub.pipeline import SyncOptions, build_engine, check_articulation
 
         source = Path(source)
         if not source.exists():
@@ -107,6 +107,7 @@ class LiveAvatar:
                           motion_model=str(motion_model or LIVE_MOTION_MODEL))
         if options.profile is not None:
             raise LipdubError("a personalisation profile's motion model is not causal: it cannot drive a live avatar")
+        check_articulation(options.articulation)
         self._folder = tempfile.TemporaryDirectory(prefix="lipdub-live-")
         self._engine = build_engine(options)
         try:

@@ -64,6 +64,8 @@ class SyncOptions:
     engine draws at once (2 keeps two cores busy; more on a bigger machine).
     ``keep_hands``: the motion
     engine looks for hands by the face and leaves them as they are (`lipdub.face.hands`).
+    ``articulation``: how widely the motion engine's mouth moves for the speech, times its own
+    measure (`lipdub.engines.motion.MotionEngineOptions.articulation`; `ARTICULATION_RANGE`).
     """
 
     photo_fps: float = 25.0
@@ -85,6 +87,7 @@ class SyncOptions:
     interior: str = "painted"
     render_threads: int = 2
     keep_hands: bool = True
+    articulation: float = 1.0
 
 
 @dataclass
@@ -344,6 +347,17 @@ def track_input(face_path: Path, is_photo: bool, fps: float, options: SyncOption
     return faces
 
 
+#: Articulation factors `sync` accepts: under a quarter the mouth barely moves, over three it gapes.
+ARTICULATION_RANGE = (0.25, 3.0)
+
+
+def check_articulation(value: float) -> None:
+    """One-line `LipdubError` unless ``value`` is an articulation factor `sync` accepts."""
+    low, high = ARTICULATION_RANGE
+    if not (low <= float(value) <= high):  # also refuses NaN
+        raise LipdubError(f"articulation must be between {low} and {high} (1 = the speaker's own), got {value}")
+
+
 def tracking_split(expected_frames: int, options: SyncOptions) -> int | None:
     """The first frame a second tracking thread takes over (`lipdub.face.split.split_point`), or
     None when one thread tracks the whole video (a short one, or a forced face box)."""
@@ -466,6 +480,7 @@ def sync(
     check_paths(face_path, audio_path, output_path, options.overwrite)
     if options.batch_size < 1:
         raise LipdubError("batch size must be at least 1")
+    check_articulation(options.articulation)
     if options.reference not in ("self", "first"):
         raise LipdubError(f"reference must be 'self' or 'first', got {options.reference!r}")
 

@@ -223,6 +223,11 @@ def test_engine_choices_are_checked_in_one_line(tmp_path):
     assert_one_line_error(run_cli("sync", face, audio, "-o", tmp_path / "o.mp4", "--motion-model", tmp_path / "broken.pt"),
                           "not a lipdub motion model")
     assert_one_line_error(run_cli("sync", face, audio, "-o", tmp_path / "o.mp4", "--profile", tmp_path), "not a lipdub profile")
+    for far in ("5", "0.1", "nan"):
+        assert_one_line_error(run_cli("sync", face, audio, "-o", tmp_path / "o.mp4", "--articulation", far),
+                              "articulation must be between 0.25 and 3.0")
+    assert_one_line_error(run_cli("sync", face, audio, "-o", tmp_path / "o.mp4", "--articulation", "1.3",
+                                  "--engine", "generator"), "applies to the motion engine")
     assert_nothing_written(tmp_path, before | {"broken.pt"})
 
 

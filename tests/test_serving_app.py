@@ -49,6 +49,7 @@ def test_widgets_become_job_options():
     options = collect_options("cut", 1, "0 0 50 60", "generator", "", "lipdub-compact", "", 30)
     assert options.length_mode is LengthMode.cut and options.face_index == 1 and options.box == (0, 0, 50, 60)
     assert options.engine == "generator" and options.model == "lipdub-compact" and options.fps == 30.0
+    assert collect_options(articulation=1.3).articulation == 1.3 and collect_options().articulation == 1.0
 
 
 @pytest.mark.parametrize("widgets, field", [
@@ -59,6 +60,7 @@ def test_widgets_become_job_options():
     ({"length_mode": "stretch"}, "length_mode"),
     ({"profile": "../etc"}, "profile"),
     ({"fps": 1000}, "fps"),
+    ({"articulation": 3.5}, "articulation"),
 ])
 def test_bad_widgets_are_one_line_errors(widgets, field):
     with pytest.raises(LipdubError) as caught:

@@ -57,6 +57,8 @@ def build_engine(options):
         if options.profile is not None and profile_engine(options.profile) == "motion":
             raise LipdubError(f"{options.profile} is a motion profile: use it with the motion engine (the default)")
 
+        if getattr(options, "articulation", 1.0) != 1.0:
+            raise LipdubError("articulation applies to the motion engine (the default), not to a generator")
         generator = resolve_generator(options.model, options.checkpoint, options.profile)
         return GeneratorEngine(generator, pads=options.pads, feather=options.feather,
                                color_match=options.color_match, reference=options.reference,
@@ -80,7 +82,7 @@ def build_engine(options):
     engine = load_engine(motion_model, MotionEngineOptions(
         color_match=options.color_match, exclude_seconds=exclude, batch_size=options.batch_size,
         interior=getattr(options, "interior", "painted"), render_threads=getattr(options, "render_threads", 2),
-        keep_hands=getattr(options, "keep_hands", True)), bank)
+        keep_hands=getattr(options, "keep_hands", True), articulation=getattr(options, "articulation", 1.0)), bank)
     if options.profile is not None:
         engine.model_name = f"profile {Path(options.profile).name}"
     return engine

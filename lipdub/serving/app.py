@@ -96,7 +96,8 @@ def parse_box(text: str | None) -> tuple[int, int, int, int] | None:
 
 def collect_options(length_mode: str | None = None, face_index: float | None = None, box: str | None = None,
                     engine: str | None = None, motion_model: str | None = None, model: str | None = None,
-                    profile: str | None = None, fps: float | None = None) -> JobOptions:
+                    profile: str | None = None, fps: float | None = None,
+                    articulation: float | None = None) -> JobOptions:
     """The page's widgets as `JobOptions`, validated with the job API's one-line messages.
 
     Empty widgets mean "the default"; the values go through `JobOptions.parse` (JSON) rather than
@@ -117,6 +118,8 @@ def collect_options(length_mode: str | None = None, face_index: float | None = N
             fields[name] = value
     if fps:
         fields["fps"] = float(fps)
+    if articulation is not None and articulation != "":
+        fields["articulation"] = float(articulation)
     return JobOptions.parse(json.dumps(fields))
 
 
@@ -291,12 +294,13 @@ def build_app(config: AppConfig):
     profiles = profile_choices(config.profiles)
 
     def run(face_video, face_photo, audio, length_mode, face_index, box, engine, motion_model, model, profile,
-            fps, evaluate, progress=gr.Progress()):
+            fps, articulation, evaluate, progress=gr.Progress()):
         try:
             face = pick_face(face_video, face_photo)
             if not audio:
                 raise LipdubError("give a speech track: upload or record one (or press \"Use the samples\")")
-            options = collect_options(length_mode, face_index, box, engine, motion_model, model, profile, fps)
+            options = collect_options(length_mode, face_index, box, engine, motion_model, model, profile, fps,
+                                      articulation)
             outcome = dub(face, Path(audio), options, config,
                           StageProgress(lambda fraction, text: progress(fraction, desc=text)), evaluate)
         except LipdubError as error:
@@ -347,6 +351,9 @@ def build_app(config: AppConfig):
                             info=f"From {config.profiles}." if profiles else "Start the app with --profiles DIR to offer profiles.",
                         )
                         fps = gr.Number(25, label="Photo fps", minimum=1, maximum=240, info="Frame rate when the face is a photo.")
+                    articulation = gr.Slider(0.25, 3.0, value=1.0, step=0.05, label="Articulation", elem_id="articulation",
+                                             info="Motion engine: how widely the mouth moves for the speech "
+                                                  "(1 = the speaker's own range; 1.3 = 30 % more).")
                     evaluate = gr.Checkbox(True, label="Evaluate the result (lipdub eval: sync scores and plots)")
                 run_button = gr.Button("Lip-sync", variant="primary", elem_id="run")
             with gr.Column():
@@ -368,7 +375,7 @@ def build_app(config: AppConfig):
         run_button.click(
             run,
             inputs=[face_video, face_photo, audio, length_mode, face_index, box, engine, motion_model, model, profile,
-                    fps, evaluate],
+                    fps, articulation, evaluate],
             outputs=[result, download, summary, report, *plots],
             concurrency_limit=1,  # one dub at a time: it already uses every core
         )

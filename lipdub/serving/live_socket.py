@@ -3,7 +3,7 @@
 The job API dubs files; a talking avatar in a browser or an app needs frames while the person is
 still speaking. One WebSocket connection is one `lipdub.live.LiveAvatar`:
 
-1. client -> text: ``{"fps": 25, "quality": 80, "face_index": 0, "max_side": 720, "token": "..."}`` (all optional; the token is
+1. client -> text: ``{"fps": 25, "quality": 80, "face_index": 0, "max_side": 720, "articulation": 1.0, "token": "..."}`` (all optional; the token is
    needed when the server has one: a browser cannot put it in a WebSocket's headers);
 2. client -> binary: the photo (jpg, png, webp; sniffed by content, at most `MAX_PHOTO_BYTES`), or a
    short video of the person (its first 10 s loop forward and back at its own frame rate);
@@ -63,6 +63,7 @@ class LiveHello(BaseModel):
     token: str | None = Field(None, description="The server's bearer token, where it has one.")
     face_index: int | None = Field(None, ge=0, le=64, description="Which face when the photo shows several, left to right.")
     max_side: int | None = Field(None, ge=64, le=8192, description="Shrink the photo first to at most this many pixels a side (never above `MAX_SIDE`).")
+    articulation: float = Field(1.0, ge=0.25, le=3.0, description="How widely the mouth moves for the speech (1 = an average speaker's, or the video's own).")
 
 
 class _Refused(Exception):
@@ -157,7 +158,8 @@ def _make_avatar(path: Path, hello: LiveHello):
 
     side = MAX_SIDE if hello.max_side is None else min(hello.max_side, MAX_SIDE)
     fps = hello.fps if probe_video(path).is_photo else None  # a video plays at its own rate
-    return LiveAvatar(path, fps=fps, options=SyncOptions(face_index=hello.face_index), max_side=side)
+    return LiveAvatar(path, fps=fps, options=SyncOptions(face_index=hello.face_index, articulation=hello.articulation),
+                      max_side=side)
 
 
 async def _stream(websocket: WebSocket, avatar, quality: int, max_seconds: float) -> None:

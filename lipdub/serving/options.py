@@ -34,6 +34,8 @@ class JobOptions(BaseModel):
     crf: int = Field(18, ge=0, le=51, description="H.264 quality (lower is better).")
     keep_hands: bool = Field(True, description="Motion engine: keep a hand by the face as it is (false: skip the "
                                                "hand search, as `lipdub sync --no-hands`).")
+    articulation: float = Field(1.0, ge=0.25, le=3.0, description="Motion engine: how widely the mouth moves for the "
+                                "speech (1 = the speaker's own range; as `lipdub sync --articulation`).")
 
     @field_validator("box")
     @classmethod
@@ -66,7 +68,7 @@ class JobOptions(BaseModel):
         return SyncOptions(
             photo_fps=self.fps, length_mode=self.length_mode, face_index=self.face_index, box=self.box,
             engine=self.engine, motion_model=self.motion_model, model=self.model, profile=profile_path,
-            crf=self.crf, overwrite=overwrite, keep_hands=self.keep_hands,
+            crf=self.crf, overwrite=overwrite, keep_hands=self.keep_hands, articulation=self.articulation,
         )
 
 
