@@ -239,3 +239,21 @@ def test_the_server_shrinks_a_big_photo_to_its_own_limit(client, monkeypatch):
         socket.send_bytes(PHOTO)
         ready = socket.receive_json()
     assert (ready["width"], ready["height"]) == (200, 200)
+
+
+def test_avatar_work_runs_on_one_torch_thread_without_touching_the_callers():
+    """`on_one_thread` sets one intra-op thread where the avatar's work runs (a worker thread), as
+    `lipdub live` does for its process; the thread that called nothing keeps its own setting."""
+    import threading
+
+    import torch
+
+    from lipdub.serving.live_socket import on_one_thread
+
+    before = torch.get_num_threads()
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(on_one_thread(torch.get_num_threads)))
+    worker.start()
+    worker.join()
+    assert seen == [1]
+    assert torch.get_num_threads() == before

@@ -115,7 +115,7 @@ def add_live_routes(app: FastAPI, settings, sessions: int) -> None:
                 raise _Refused(f"the photo is over {MAX_PHOTO_BYTES // (1024 * 1024)} MB")
             path = Path(folder.name) / "photo-or-video"
             path.write_bytes(photo)
-            avatar = await to_thread.run_sync(_make_avatar, path, hello)
+            avatar = await to_thread.run_sync(on_one_thread, _make_avatar, path, hello)
             height, width = avatar.frame_shape
             await websocket.send_json({"width": width, "height": height, "fps": avatar.fps,
                                        "sample_rate": avatar.sample_rate, "audio": "s16le",
@@ -151,6 +151,21 @@ def _warnings(avatar) -> list[str]:
     return [] if reading is None or reading.reliable else [reading.warning()]
 
 
+def on_one_thread(function, *args):
+    """``function(*args)`` with one torch intra-op thread in the calling (worker) thread.
+
+    As `lipdub live` does: the motion network runs on a few frames per step, and with two threads
+    one step in ten waited ~100 ms for a thread to wake (docs/benchmarks.md, live avatars). Torch's
+    thread count is per calling thread here (OpenMP), so it is set in each worker thread that runs
+    an avatar's work; sessions still run side by side, each in its own worker thread.
+    """
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    return function(*args)
+
+
 def _make_avatar(path: Path, hello: LiveHello):
     from lipdub.live import LiveAvatar
     from lipdub.media.decode import probe_video
@@ -177,7 +192,7 @@ async def _stream(websocket: WebSocket, avatar, quality: int, max_seconds: float
             heard += len(samples)
             if heard > limit:
                 raise _Refused(f"the speech is over this server's limit of {max_seconds:g} s")
-            frames = await to_thread.run_sync(avatar.push, samples)
+            frames = await to_thread.run_sync(on_one_thread, avatar.push, samples)
         else:
             try:
                 ended = json.loads(message.get("text") or "{}").get("end") is True
@@ -185,7 +200,7 @@ async def _stream(websocket: WebSocket, avatar, quality: int, max_seconds: float
                 ended = False
             if not ended:
                 raise _Refused('a text message during the stream must be {"end": true}')
-            frames = await to_thread.run_sync(avatar.finish)
+            frames = await to_thread.run_sync(on_one_thread, avatar.finish)
         for frame in frames:
             await websocket.send_bytes(await to_thread.run_sync(jpeg, frame, quality))
         if message.get("bytes") is None:
