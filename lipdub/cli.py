@@ -142,7 +142,7 @@ def demo(
     sync(
         face=Path(str(assets / "sample_face.jpg")), audio=Path(str(assets / "sample_speech.wav")), output=output,
         fps=25.0, length_mode=LengthMode.bounce, face_index=None, box=None, pads=(0, 10, 0, 0),
-        engine=engine, motion_model=None, interior="painted", no_hands=False, model=None,
+        engine=engine, motion_model=None, interior="painted", no_hands=False, articulation=1.0, model=None,
         checkpoint=checkpoint, profile=None, batch_size=16, no_color_match=False, reference="self", crf=18,
         overwrite=overwrite, quiet=quiet, verbose=False,
     )
