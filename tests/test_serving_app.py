@@ -50,11 +50,23 @@ def test_widgets_become_job_options():
     assert options.length_mode is LengthMode.cut and options.face_index == 1 and options.box == (0, 0, 50, 60)
     assert options.engine == "generator" and options.model == "lipdub-compact" and options.fps == 30.0
     assert collect_options(articulation=1.3).articulation == 1.3 and collect_options().articulation == 1.0
+    assert collect_options(face_index="").face_index is None and collect_options(face_index=" 2 ").face_index == 2
+
+
+def test_an_untouched_face_index_means_the_largest_face(tmp_path):
+    """The widget is a text box that starts empty: an untouched gr.Number sent 0, the leftmost face."""
+    import gradio as gr
+
+    page = build_app(AppConfig(work_dir=tmp_path))
+    widget = next(block for block in page.blocks.values() if getattr(block, "elem_id", None) == "face-index")
+    assert isinstance(widget, gr.Textbox) and widget.value == ""
+    assert collect_options(face_index=widget.value).face_index is None
 
 
 @pytest.mark.parametrize("widgets, field", [
     ({"box": "50 50 10 10"}, "box"),
     ({"face_index": 1.5}, "face index"),
+    ({"face_index": "two"}, "face index"),
     ({"face_index": -1}, "face_index"),
     ({"engine": "paint"}, "engine"),
     ({"length_mode": "stretch"}, "length_mode"),

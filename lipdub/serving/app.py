@@ -21,6 +21,7 @@ import contextlib
 import html
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -106,10 +107,14 @@ def collect_options(length_mode: str | None = None, face_index: float | None = N
     fields: dict = {}
     if length_mode:
         fields["length_mode"] = length_mode
-    if face_index is not None and face_index != "":
-        if float(face_index) != int(float(face_index)):
+    if face_index is not None and str(face_index).strip() != "":
+        try:
+            number = float(face_index)
+        except ValueError:
+            number = float("nan")
+        if not math.isfinite(number) or number != int(number):
             raise LipdubError(f"face index: a whole number, got {face_index}")
-        fields["face_index"] = int(float(face_index))
+        fields["face_index"] = int(number)
     parsed_box = parse_box(box)
     if parsed_box is not None:
         fields["box"] = list(parsed_box)
@@ -333,8 +338,10 @@ def build_app(config: AppConfig):
                                               info="When video and speech lengths differ: bounce, loop or hold extend "
                                                    "the video; cut stops at the shorter; silence pads the speech.")
                     with gr.Row():
-                        face_index = gr.Number(None, label="Face index", precision=0, minimum=0,
-                                               info="Which face, counted left to right (empty: the largest).")
+                        # A text box, not gr.Number: an untouched Number sends 0 (the leftmost face), and
+                        # "empty: the largest" could not be chosen.
+                        face_index = gr.Textbox("", label="Face index", placeholder="largest", elem_id="face-index",
+                                                info="Which face, counted left to right from 0 (empty: the largest).")
                         box = gr.Textbox(label="Face box", placeholder="x1 y1 x2 y2", elem_id="face-box",
                                          info="Force the face region, in pixels (empty: found automatically).")
                     with gr.Row():
