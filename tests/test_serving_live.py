@@ -206,6 +206,8 @@ def test_the_live_page_speaks_a_file_and_a_microphone_into_a_photo_in_chromium(l
         assert "first" in page.inner_text("#status")
         page.locator("#photo").set_input_files(str(ASSETS / "sample_face.jpg"))
         page.locator("#speech").set_input_files(str(ASSETS / "sample_speech.wav"))
+        page.fill("#articulation", "1.5")  # sent in the hello: a livelier mouth, accepted by the server
+        assert page.inner_text("#articulation-value") == "1.5"
         page.click("#file")
         page.wait_for_function("() => /^done: /.test(document.querySelector('#status').textContent)", timeout=120_000)
         status = page.inner_text("#status")
