@@ -104,7 +104,8 @@ class SyncResult:
     #: Per output frame, the mouth opening (inner lips over eye distance) the engine aimed for;
     #: None for engines without an explicit target shape. Lets `lipdub eval-set` check the renderer.
     target_aperture: list[float] | None = None
-    #: The tracking pass's lip retest (`lipdub.face.lip_retest`); None for a photo. When it is not
+    #: The tracking pass's lip retest (`lipdub.face.lip_retest`); None for a photo or an engine that
+    #: does not read the lips (the generator). When it is not
     #: ``reliable``, `sync` has logged a warning: the tracker may have put the lips in the wrong place.
     lip_reading: LipReading | None = None
 
@@ -511,7 +512,9 @@ def _run(engine, face_path: Path, audio_path: Path, output_path: Path, options: 
         # The output length the probe's frame count implies: usually right, checked in `prepare`.
         guess = plan_timeline(info.frame_count, audio_frames, options.length_mode, is_photo=info.is_photo)
         engine.anticipate(fit_audio(speech, rate, guess.output_frames, fps), guess.output_frames, fps)
-    lip_retest = None if info.is_photo else LipRetest(tracked_by_this_thread(info.frame_count, options))
+    # Only for an engine that moves pixels where Face Mesh puts the lips (a generator redraws a box).
+    reads_lips = getattr(engine, "reads_lips", False) and not info.is_photo
+    lip_retest = LipRetest(tracked_by_this_thread(info.frame_count, options)) if reads_lips else None
     faces = track_input(face_path, info.is_photo, fps, options, engine, clock, info.frame_count, lip_retest)
     lip_reading = None if lip_retest is None else lip_retest.result()
     if lip_reading is not None and not lip_reading.reliable:

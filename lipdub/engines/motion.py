@@ -286,6 +286,12 @@ class MotionEngine:
         """Whether the tracking pass should look for hands (`TrackedFace.hands`)."""
         return self.options.keep_hands
 
+    @property
+    def reads_lips(self) -> bool:
+        """Whether this engine moves pixels where the tracker says the lips are: the tracking pass
+        then checks that Face Mesh can read them (`lipdub.face.lip_retest`)."""
+        return True
+
     # -- tracking pass -------------------------------------------------------------------------
     def anticipate(self, speech: np.ndarray, frames: int, fps: float) -> None:
         """Start predicting the motion of the speech the output will most likely carry (see
