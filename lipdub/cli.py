@@ -690,7 +690,7 @@ def live(
     from lipdub.live import LiveAvatar, run_live
     from lipdub.media.audio import iter_audio, iter_raw_pcm, rechunk
     from lipdub.media.y4m import Y4MWriter
-    from lipdub.pipeline import SyncOptions, check_articulation, check_output
+    from lipdub.pipeline import SyncOptions, check_output
 
     to_stdout = output == "-"
     if to_stdout and sys.stdout.isatty():
@@ -710,7 +710,6 @@ def live(
     # waited ~100 ms for a thread to wake (measured: 4 ms median either way, max 10 ms on one thread
     # and 114 ms on two), and a live frame is as late as its slowest step.
     torch.set_num_threads(1)
-    check_articulation(articulation)
     options = SyncOptions(color_match=not no_color_match, interior=interior, face_index=face_index,
                           articulation=articulation)
     chunk = max(1, int(round(16000 * chunk_ms / 1000.0)))

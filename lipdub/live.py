@@ -149,7 +149,7 @@ class LiveAvatar:
         """Keep the loop's frames (shrunk if asked) on disk, track them, and plan them with silence:
         the engine measures the rest shapes, slow expression and mouth bank the live frames use."""
         from lipdub.engines.base import RenderPlan
-        from lipdub.face.lip_retest import LipRetest
+        from lipdub.face.lip_retest import LipRetest, lip_caution
         from lipdub.media.decode import iter_frames
         from lipdub.media.encode import VideoWriter
         from lipdub.pipeline import StageClock, track_input, tracked_by_this_thread
@@ -188,8 +188,9 @@ class LiveAvatar:
         retest = LipRetest(tracked_by_this_thread(count, options))
         faces = track_input(tracked, False, self.fps, options, self._engine, StageClock(), count, retest)[:count]
         self.lip_reading = retest.result()
-        if not self.lip_reading.reliable:
-            logger.warning(self.lip_reading.warning())
+        caution = lip_caution(self.lip_reading)
+        if caution is not None:
+            logger.warning(caution)
         self._faces = faces + [None] * (count - len(faces))
         height, width = frames.shape[1:3]
         silence = np.zeros(int(round(count * self._engine.sample_rate / self.fps)), np.float32)

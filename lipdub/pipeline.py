@@ -495,7 +495,7 @@ def sync(
 def _run(engine, face_path: Path, audio_path: Path, output_path: Path, options: SyncOptions,
          progress: ProgressCallback | None) -> SyncResult:
     from lipdub.engines.base import FrameJob, RenderPlan
-    from lipdub.face.lip_retest import LipRetest
+    from lipdub.face.lip_retest import LipRetest, lip_caution
     from lipdub.media.audio import is_silent, iter_audio, load_audio
     from lipdub.media.decode import probe_video
     from lipdub.media.encode import VideoWriter
@@ -517,8 +517,9 @@ def _run(engine, face_path: Path, audio_path: Path, output_path: Path, options: 
     lip_retest = LipRetest(tracked_by_this_thread(info.frame_count, options)) if reads_lips else None
     faces = track_input(face_path, info.is_photo, fps, options, engine, clock, info.frame_count, lip_retest)
     lip_reading = None if lip_retest is None else lip_retest.result()
-    if lip_reading is not None and not lip_reading.reliable:
-        logger.warning(lip_reading.warning())
+    caution = lip_caution(lip_reading)
+    if caution is not None:
+        logger.warning(caution)
     timeline = plan_timeline(len(faces), audio_frames, options.length_mode, is_photo=info.is_photo)
     logger.info(
         "%s: %dx%d at %.3f fps, %d frames; audio %.2f s; writing %d frames (%s, engine %s)",

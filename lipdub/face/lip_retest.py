@@ -97,6 +97,12 @@ class LipReading:
                 "before using it (a closer, sharper or better-lit shot helps)")
 
 
+def lip_caution(reading: LipReading | None) -> str | None:
+    """The one-line warning every entry point shows for ``reading`` (None where there was no
+    retest, a photo or a generator run, or where the lips read steadily)."""
+    return None if reading is None or reading.reliable else reading.warning()
+
+
 class LipRetest:
     """Collects the retest during a tracking pass: `add` every frame, read `result` at the end."""
 

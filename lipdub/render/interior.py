@@ -198,8 +198,8 @@ def paint_interior(patch: np.ndarray, origin: tuple[int, int], inner: np.ndarray
     if white is None:
         white = TEETH_WHITE * float(np.clip(lips_rgb.mean() / 140.0, 0.45, 1.0))
     white = np.asarray(white, np.float64)
-    shade = 1.0 - TEETH_CORNER_SHADE * (1.0 - centre[..., None])
-    colour = colour * (1.0 - teeth[..., None]) + white[None, None, :] * teeth[..., None] * shade
+    teeth_shade = 1.0 - TEETH_CORNER_SHADE * (1.0 - centre[..., None])
+    colour = colour * (1.0 - teeth[..., None]) + white[None, None, :] * teeth[..., None] * teeth_shade
     # A hint of lower teeth just above the lower lip.
     lower_teeth = np.clip((ys - (y_lo[None, :] - 0.25 * teeth_height)) / np.maximum(teeth_height * 0.2, 1.0), 0, 1)
     lower_teeth *= 0.35 * np.clip(centre * 1.4, 0.0, 1.0)

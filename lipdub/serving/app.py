@@ -230,9 +230,10 @@ def prune_runs(work_dir: Path, max_age_s: float, now: float | None = None) -> li
 
 def _summary(result, kind: str) -> str:
     stage_fps = ", ".join(f"{stage} {value:.0f}" for stage, value in result.stage_fps().items())
-    reading = getattr(result, "lip_reading", None)
-    caution = "" if reading is None or reading.reliable else f"Warning: {reading.warning()}.\n"
-    return caution + (
+    from lipdub.face.lip_retest import lip_caution
+
+    caution = lip_caution(getattr(result, "lip_reading", None))
+    return ("" if caution is None else f"Warning: {caution}.\n") + (
         f"{result.frames} frames ({result.duration:.2f} s at {result.fps:.2f} fps) from a {kind}, "
         f"model {result.model}; face in {result.frames_with_face} frames, {result.frames_untouched} untouched; "
         f"fps per stage: {stage_fps}"

@@ -306,6 +306,7 @@ def run_job(job: Job) -> RowResult:
     row as ``internal error``, so one bug in one input does not end an overnight batch either.
     """
     limit_threads(job.threads)
+    from lipdub.face.lip_retest import lip_caution
     from lipdub.pipeline import sync
 
     start = time.perf_counter()
@@ -318,9 +319,8 @@ def run_job(job: Job) -> RowResult:
         message = str(exc).splitlines()[0] if str(exc) else ""
         return RowResult(job.row, job.output, "failed", seconds=time.perf_counter() - start,
                          error=f"internal error: {type(exc).__name__}: {message}")
-    reading = result.lip_reading
     return RowResult(job.row, job.output, "done", frames=result.frames, seconds=time.perf_counter() - start,
-                     warning="" if reading is None or reading.reliable else reading.warning())
+                     warning=lip_caution(result.lip_reading) or "")
 
 
 def _crashed(job: Job, reason: str) -> RowResult:

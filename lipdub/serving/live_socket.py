@@ -38,6 +38,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from lipdub.errors import LipdubError
+from lipdub.pipeline import ARTICULATION_RANGE
 from lipdub.serving.options import one_line
 from lipdub.serving.worker import public_message
 
@@ -63,7 +64,7 @@ class LiveHello(BaseModel):
     token: str | None = Field(None, description="The server's bearer token, where it has one.")
     face_index: int | None = Field(None, ge=0, le=64, description="Which face when the photo shows several, left to right.")
     max_side: int | None = Field(None, ge=64, le=8192, description="Shrink the photo first to at most this many pixels a side (never above `MAX_SIDE`).")
-    articulation: float = Field(1.0, ge=0.25, le=3.0, description="How widely the mouth moves for the speech (1 = an average speaker's, or the video's own).")
+    articulation: float = Field(1.0, ge=ARTICULATION_RANGE[0], le=ARTICULATION_RANGE[1], description="How widely the mouth moves for the speech (1 = an average speaker's, or the video's own).")
 
 
 class _Refused(Exception):
@@ -147,8 +148,10 @@ def _hello(text: str) -> LiveHello:
 
 def _warnings(avatar) -> list[str]:
     """What the ready message cautions about: a video loop whose lips the tracker cannot read."""
-    reading = avatar.lip_reading
-    return [] if reading is None or reading.reliable else [reading.warning()]
+    from lipdub.face.lip_retest import lip_caution
+
+    caution = lip_caution(avatar.lip_reading)
+    return [] if caution is None else [caution]
 
 
 def on_one_thread(function, *args):

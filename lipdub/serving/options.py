@@ -14,6 +14,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lipdub.errors import LipdubError
+from lipdub.pipeline import ARTICULATION_RANGE
 from lipdub.timeline import LengthMode
 
 
@@ -34,7 +35,7 @@ class JobOptions(BaseModel):
     crf: int = Field(18, ge=0, le=51, description="H.264 quality (lower is better).")
     keep_hands: bool = Field(True, description="Motion engine: keep a hand by the face as it is (false: skip the "
                                                "hand search, as `lipdub sync --no-hands`).")
-    articulation: float = Field(1.0, ge=0.25, le=3.0, description="Motion engine: how widely the mouth moves for the "
+    articulation: float = Field(1.0, ge=ARTICULATION_RANGE[0], le=ARTICULATION_RANGE[1], description="Motion engine: how widely the mouth moves for the "
                                 "speech (1 = the speaker's own range; as `lipdub sync --articulation`).")
 
     @field_validator("box")

@@ -198,6 +198,7 @@ def run_job(store_path: str, job_id: str, folder: str, face: str, audio: str, op
     _exit_with_parent(parent_alive)
     import torch
 
+    from lipdub.face.lip_retest import lip_caution
     from lipdub.pipeline import sync
     from lipdub.serving.options import JobOptions
 
@@ -225,9 +226,8 @@ def run_job(store_path: str, job_id: str, folder: str, face: str, audio: str, op
         store.fail(job_id, f"internal error ({type(error).__name__}); see the server log")
         return
     seconds = time.monotonic() - started
-    reading = result.lip_reading
     store.finish(job_id, RESULT_NAME, result.frames, result.frames / seconds if seconds > 0 else None,
-                 warning=None if reading is None or reading.reliable else reading.warning())
+                 warning=lip_caution(result.lip_reading))
 
 
 def _exit_with_parent(connection) -> None:
