@@ -26,8 +26,8 @@ TONGUE_FROM, TONGUE_FADE = 0.05, 0.08
 TEETH_WHITE = np.array([232.0, 226.0, 214.0])
 #: Blur (eye units) of the painted colours: teeth, cavity and tongue meet as softly as in a real
 #: mouth at the face's resolution. Unblurred, the painting was 10-15 times as sharp inside the
-#: opening as real mouths (Laplacian variance, interior samples of 70 training speakers; 1.5 / 0.6
-#: at 64 / 128 px with this blur: docs/models.md, "The opening").
+#: opening as real mouths (Laplacian variance, interior samples of 70 training speakers; 1.4 / 0.6
+#: at 64 / 128 px with this blur and `TEETH_CORNER_SHADE`: docs/models.md, "The opening").
 PAINT_SOFTNESS = 0.01
 #: How much darker the upper teeth are at the mouth's corners than in its middle (0..1).
 TEETH_CORNER_SHADE = 0.4
